@@ -1,0 +1,97 @@
+"""Application factory: the only place where configuration, storage and blueprints are wired."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, g, request
+
+from app.errors import FHIRError
+
+ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger("lbp")
+
+DEFAULTS: dict[str, Any] = {
+    "DATABASE_URL": f"sqlite:///{ROOT / 'var' / 'lbp.db'}",
+    "FHIR_BASE_PATH": "/fhir",
+    "PUBLIC_BASE_URL": None,  # absolute base for links; default: from the request
+    "VALIDATE_WRITES": True,
+    "MAX_BUNDLE_ENTRIES": 5000,
+    "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,
+    "LOAD_ARTIFACTS": True,
+    "ARTIFACT_DIRS": [str(ROOT / "valuesets"), str(ROOT / "questionnaires"), str(ROOT / "plandefinitions")],
+    "DEFAULT_VARIANT": "se",
+}
+
+
+class LBP:
+    """Per-application services, reachable as current_app.extensions['lbp']."""
+
+    def __init__(self, app: Flask):
+        from app.fhir.resource_types import R4_RESOURCE_TYPES
+        from app.knowledge.runtime import Knowledge
+        from app.store.db import Store
+
+        self.app = app
+        self.store = Store(app.config["DATABASE_URL"])
+        self.resource_types = R4_RESOURCE_TYPES
+        self.knowledge = Knowledge(self.store)
+
+
+def _env_overrides() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if os.environ.get("DATABASE_URL"):
+        out["DATABASE_URL"] = os.environ["DATABASE_URL"]
+    return out
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.update(DEFAULTS)
+    app.config.update(_env_overrides())
+    app.config.from_prefixed_env("LBP")
+    if config:
+        app.config.update(config)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    db_url = app.config["DATABASE_URL"]
+    if db_url.startswith("sqlite:///") and not db_url.startswith("sqlite:///:memory:"):
+        Path(db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+    lbp = LBP(app)
+    app.extensions["lbp"] = lbp
+
+    from app.fhir import bp as fhir_bp
+    from app.fhir.errors import register_error_handlers
+
+    app.register_blueprint(fhir_bp, url_prefix=app.config["FHIR_BASE_PATH"])
+    register_error_handlers(app)
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _log_request(response):
+        # Route pattern only: ids and query strings can identify a patient and stay out of the log.
+        rule = request.url_rule.rule if request.url_rule else "<unmatched>"
+        elapsed = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        log.info("%s %s %s %.1fms", request.method, rule, response.status_code, elapsed)
+        return response
+
+    if app.config["LOAD_ARTIFACTS"]:
+        from app.knowledge.loader import load_directories
+
+        report = load_directories(lbp, app.config["ARTIFACT_DIRS"], validate=app.config["VALIDATE_WRITES"])
+        if report.failures:
+            for f in report.failures:
+                log.error("artifact not loaded: %s", f)
+        log.info("knowledge artifacts: %d loaded, %d unchanged, %d failed",
+                 report.loaded, report.unchanged, len(report.failures))
+    return app
+
+
+__all__ = ["create_app", "FHIRError"]

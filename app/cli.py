@@ -1,0 +1,265 @@
+"""Command-line tool: serve, load, validate, export, conformance."""
+from __future__ import annotations
+
+import argparse
+import bz2
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+
+from app import ROOT
+
+
+def _app(**config):
+    from app import create_app
+
+    return create_app(config)
+
+
+# ------------------------------------------------------------------ serve
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Load the artifact folders once, then hand over to gunicorn (which must not reload them per worker)."""
+    os.environ.setdefault("PORT", str(args.port))
+    app = _app()
+    with app.app_context():
+        pass
+    db = app.config["DATABASE_URL"]
+    print(f"FHIR server: http://{args.host}:{os.environ['PORT']}{app.config['FHIR_BASE_PATH']}  (database: "
+          f"{db.split('@')[-1]})", flush=True)
+    app.extensions["lbp"].store.dispose()
+    env = dict(os.environ, LBP_LOAD_ARTIFACTS="false")
+    argv = [
+        sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
+        "--bind", f"{args.host}:{os.environ['PORT']}", "app.wsgi:app",
+    ]
+    os.execve(sys.executable, argv, env)
+    return 0  # pragma: no cover
+
+
+# ------------------------------------------------------------------ load
+
+def _bundle_files(paths: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files = sorted(x for x in p.iterdir() if x.name.endswith((".json", ".json.bz2")))
+            # hospital and practitioner bundles first: patients reference them conditionally
+            files.sort(key=lambda x: (0 if "Information" in x.name else 1, x.name))
+            out.extend(files)
+        elif p.exists():
+            out.append(p)
+        else:
+            raise SystemExit(f"lbp load: {p}: no such file or directory")
+    return out
+
+
+def _read_json(path: Path) -> bytes:
+    data = path.read_bytes()
+    return bz2.decompress(data) if path.name.endswith(".bz2") else data
+
+
+def _as_bundle(body: bytes) -> tuple[bytes, int]:
+    doc = orjson.loads(body)
+    if doc.get("resourceType") == "Bundle" and doc.get("type") in ("transaction", "batch"):
+        return body, len(doc.get("entry") or [])
+    # a single resource or a collection: load as a transaction of upserts
+    resources = [e["resource"] for e in doc.get("entry", [])] if doc.get("resourceType") == "Bundle" else [doc]
+    entries = []
+    for r in resources:
+        if r.get("id"):
+            entries.append({"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}})
+        else:
+            entries.append({"resource": r, "request": {"method": "POST", "url": r["resourceType"]}})
+    return orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries}), len(entries)
+
+
+def _progress(done: int, total: int, resources: int, started: float, stream=sys.stderr) -> None:
+    width = 30
+    filled = int(width * done / total) if total else width
+    rate = resources / max(time.perf_counter() - started, 1e-9)
+    stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} files  {resources} resources  "
+                 f"{rate:,.0f}/s")
+    stream.flush()
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    files = _bundle_files(args.paths)
+    headers = {"Content-Type": "application/fhir+json"}
+    if args.url:
+        import requests
+
+        session = requests.Session()
+
+        def post(body: bytes):
+            r = session.post(args.url.rstrip("/"), data=body, headers=headers, timeout=600)
+            return r.status_code, r.content
+    else:
+        config = {"LOAD_ARTIFACTS": False}
+        if args.no_validate:
+            config["VALIDATE_WRITES"] = False
+        client = _app(**config).test_client()
+
+        def post(body: bytes):
+            r = client.post("/fhir", data=body, headers=headers)
+            return r.status_code, r.data
+
+    started = time.perf_counter()
+    resources = 0
+    failures: list[str] = []
+    for i, path in enumerate(files, 1):
+        try:
+            body, n = _as_bundle(_read_json(path))
+        except (OSError, ValueError) as exc:
+            failures.append(f"{path.name}: cannot read ({exc})")
+            continue
+        status, content = post(body)
+        if status >= 300:
+            failures.append(f"{path.name}: HTTP {status}: {_outcome_text(content)}")
+        else:
+            errors = _batch_errors(content)
+            failures.extend(f"{path.name}: {e}" for e in errors)
+            resources += n - len(errors)
+        if not args.quiet:
+            _progress(i, len(files), resources, started)
+    elapsed = time.perf_counter() - started
+    if not args.quiet:
+        sys.stderr.write("\n")
+    for f in failures:
+        print(f"failed: {f}", file=sys.stderr)
+    print(f"resources: {resources}  seconds: {elapsed:.1f}  resources/s: {resources / max(elapsed, 1e-9):,.0f}  "
+          f"failures: {len(failures)}")
+    return 1 if failures else 0
+
+
+def _outcome_text(content: bytes) -> str:
+    try:
+        oo = orjson.loads(content)
+        issue = oo["issue"][0]
+        return f"{issue['details']['text']} at {', '.join(issue.get('expression', []))}"
+    except (ValueError, KeyError, IndexError, TypeError):
+        return content[:200].decode(errors="replace")
+
+
+def _batch_errors(content: bytes) -> list[str]:
+    try:
+        doc = orjson.loads(content)
+    except ValueError:
+        return []
+    out = []
+    for i, e in enumerate(doc.get("entry") or []):
+        resp = e.get("response") or {}
+        if not str(resp.get("status", "200")).startswith("2"):
+            out.append(f"entry {i}: {resp.get('status')}: {_outcome_text(orjson.dumps(resp.get('outcome', {})))}")
+    return out
+
+
+# ------------------------------------------------------------------ validate
+
+def _resources_in(path: Path) -> Iterator[tuple[str, dict]]:
+    doc = orjson.loads(_read_json(path))
+    yield (str(path), doc)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from app.validation import validate_resource
+
+    files: list[Path] = []
+    for p in map(Path, args.paths):
+        files.extend(sorted(p.rglob("*.json")) if p.is_dir() else [p])
+    errors = warnings = 0
+    for path in files:
+        try:
+            items = list(_resources_in(path))
+        except (OSError, ValueError) as exc:
+            print(f"{path}: error: not readable JSON ({exc})")
+            errors += 1
+            continue
+        for name, resource in items:
+            issues = validate_resource(resource)
+            for issue in issues:
+                where = ", ".join(issue.expression) or resource.get("resourceType", "?")
+                print(f"{name}: {issue.severity}: {where}: {issue.text}")
+                errors += issue.is_error
+                warnings += issue.severity == "warning"
+    print(f"{len(files)} files, {errors} errors, {warnings} warnings")
+    return 1 if errors else 0
+
+
+# ------------------------------------------------------------------ export
+
+VARIANT_PATHWAYS = {
+    "se": "https://lbp-pathway.org/fhir/PlanDefinition/lbp-pathway-se",
+    "skane": "https://lbp-pathway.org/fhir/PlanDefinition/lbp-pathway-skane",
+    "midtjylland": "https://lbp-pathway.org/fhir/PlanDefinition/lbp-pathway-midtjylland",
+}
+
+
+def export_bundle(app, variant: str | None = None) -> dict:
+    """A transaction Bundle (PUT entries) of the stored artifacts, or of one variant's closure."""
+    from app.knowledge.export import knowledge_bundle
+
+    with app.app_context():
+        return knowledge_bundle(app.extensions["lbp"], VARIANT_PATHWAYS.get(variant) if variant else None)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    bundle = export_bundle(_app(), args.variant)
+    data = orjson.dumps(bundle, option=orjson.OPT_INDENT_2)
+    if args.output:
+        Path(args.output).write_bytes(data + b"\n")
+        print(f"wrote {len(bundle['entry'])} resources to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.buffer.write(data + b"\n")
+    return 0
+
+
+# ------------------------------------------------------------------ conformance
+
+def cmd_conformance(args: argparse.Namespace) -> int:
+    from app.validation import conformance
+
+    return conformance.main([args.package])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lbp", description="Low back pain pathway FHIR server")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="load the artifact folders and start the server (gunicorn)")
+    p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("load", help="load Bundles or resources (files, folders, .json.bz2)")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--url", help="FHIR base of a running server (default: write to the database directly "
+                                 "through the same code path)")
+    p.add_argument("--no-validate", action="store_true", help="skip validation (bulk loads of trusted data)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_load)
+
+    p = sub.add_parser("validate", help="validate resource files; exit status 1 on errors")
+    p.add_argument("paths", nargs="+")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("export", help="a Bundle of the stored knowledge artifacts")
+    p.add_argument("--variant", choices=sorted(VARIANT_PATHWAYS))
+    p.add_argument("-o", "--output")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("conformance", help="validate every official R4 example")
+    p.add_argument("package", nargs="?", default=str(ROOT.parent / "shared" / "data" /
+                                                      "hl7.fhir.r4.examples-4.0.1.tgz"))
+    p.set_defaults(func=cmd_conformance)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""FHIR read and vread — https://hl7.org/fhir/R4/http.html#read #vread"""
+from __future__ import annotations
+
+from flask import current_app, request
+
+from app.errors import FHIRError
+from app.store.db import Stored, http_date
+
+from .http import check_id, check_type, fhir_response, resource_response
+
+
+def _not_found(res_type: str, res_id: str) -> FHIRError:
+    return FHIRError("not-found", f"{res_type}/{res_id} is not known", f"{res_type}.id")
+
+
+def _gone(stored: Stored) -> FHIRError:
+    return FHIRError("deleted", f"{stored.res_type}/{stored.res_id} was deleted", f"{stored.res_type}.id",
+                     status=410, headers={"ETag": stored.etag, "Last-Modified": http_date(stored.last_updated)})
+
+
+def read(res_type: str, res_id: str):
+    check_type(res_type)
+    check_id(res_id, res_type)
+    stored = current_app.extensions["lbp"].store.read(res_type, res_id)
+    if stored is None:
+        raise _not_found(res_type, res_id)
+    if stored.deleted:
+        raise _gone(stored)
+    if request.headers.get("If-None-Match") == stored.etag:
+        return fhir_response(b"", 304, {"ETag": stored.etag})
+    return resource_response(stored)
+
+
+def vread(res_type: str, res_id: str, vid: str):
+    check_type(res_type)
+    check_id(res_id, res_type)
+    if not vid.isdigit():
+        raise FHIRError("invalid", f"'{vid}' is not a version id", f"{res_type}.meta.versionId")
+    stored = current_app.extensions["lbp"].store.vread(res_type, res_id, int(vid))
+    if stored is None:
+        raise FHIRError("not-found", f"{res_type}/{res_id} has no version {vid}", f"{res_type}.meta.versionId")
+    if stored.deleted:
+        raise _gone(stored)
+    return resource_response(stored)

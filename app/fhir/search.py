@@ -1,0 +1,89 @@
+"""FHIR search interaction (GET and POST _search) — https://hl7.org/fhir/R4/http.html#search"""
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import orjson
+from flask import current_app, request
+
+from app.errors import FHIRError, Issue, operation_outcome
+from app.store import search as engine
+
+from .http import base_url, check_type, fhir_response, strict_handling
+
+MANDATORY_ELEMENTS = ("resourceType", "id", "meta")
+SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
+
+
+def search(res_type: str):
+    check_type(res_type)
+    items = list(request.args.items(multi=True))
+    if request.method == "POST":
+        if request.mimetype != "application/x-www-form-urlencoded":
+            raise FHIRError("not-supported", "POST _search takes application/x-www-form-urlencoded",
+                            "Content-Type", status=415)
+        items.extend(request.form.items(multi=True))
+    return search_bundle(res_type, items)
+
+
+def search_bundle(res_type: str, items: list[tuple[str, str]]):
+    lbp = current_app.extensions["lbp"]
+    req = engine.parse(lbp.store, res_type, items, strict=strict_handling())
+    result = engine.execute(lbp.store, req, resolve_valueset=lbp.knowledge.valueset_codes)
+    base = base_url()
+    entries = []
+    for stored in result.matches + result.included:
+        resource = _shape(stored.content, req)
+        entries.append({
+            "fullUrl": f"{base}/{stored.res_type}/{stored.res_id}",
+            "resource": resource,
+            "search": {"mode": "include" if stored.method == "include" else "match"},
+        })
+    if req.warnings:
+        entries.append({"resource": operation_outcome(req.warnings), "search": {"mode": "outcome"}})
+    bundle = {"resourceType": "Bundle", "type": "searchset", "total": result.total,
+              "link": _links(base, res_type, req, result.total)}
+    if entries:
+        bundle["entry"] = entries
+    return fhir_response(bundle)
+
+
+def _links(base: str, res_type: str, req: engine.SearchRequest, total: int) -> list[dict]:
+    echo = list(req.echo)
+    if not any(k == "_count" for k, _ in echo):
+        echo.append(("_count", str(req.count)))
+
+    def url(offset: int) -> str:
+        return f"{base}/{res_type}?{urlencode(echo + [('_offset', str(offset))])}"
+
+    links = [{"relation": "self", "url": url(req.offset)}]
+    if req.summary != "count" and req.count and req.offset + req.count < total:
+        links.append({"relation": "next", "url": url(req.offset + req.count)})
+    if req.offset > 0 and req.count:
+        links.append({"relation": "previous", "url": url(max(0, req.offset - req.count))})
+    return links
+
+
+def _shape(content: bytes | None, req: engine.SearchRequest) -> dict:
+    assert content is not None
+    resource = orjson.loads(content)
+    if req.elements:
+        keep = set(req.elements) | set(MANDATORY_ELEMENTS)
+        resource = {k: v for k, v in resource.items() if k in keep}
+        _mark_subsetted(resource)
+    elif req.summary == "data":
+        resource.pop("text", None)
+        _mark_subsetted(resource)
+    elif req.summary == "text":
+        resource = {k: v for k, v in resource.items() if k in ("resourceType", "id", "meta", "text")}
+        _mark_subsetted(resource)
+    return resource
+
+
+def _mark_subsetted(resource: dict) -> None:
+    meta = dict(resource.get("meta") or {})
+    meta["tag"] = [*meta.get("tag", []), SUBSETTED]
+    resource["meta"] = meta
+
+
+__all__ = ["search", "search_bundle", "Issue"]

@@ -1,0 +1,347 @@
+"""FHIR batch and transaction — https://hl7.org/fhir/R4/http.html#transaction
+
+A transaction is all or nothing: ids are assigned, `urn:uuid:` / relative references rewritten and
+conditional references (`Patient?identifier=…`) resolved before anything is written, then every entry
+is written in one database transaction in the spec's order (DELETE, POST, PUT, GET). Any failure rolls
+everything back and the OperationOutcome names the failing entry. A batch runs each entry on its own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from flask import current_app, request
+
+from app.errors import FHIRError
+from app.store.db import Stored, Transaction, instant, new_id
+
+from .http import base_url, check_depth, json_body
+from .write import _at, after_write, conditional_ids, prepare
+
+METHOD_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+
+
+@dataclass
+class Entry:
+    index: int
+    method: str
+    url: str
+    full_url: str | None
+    resource: dict | None
+    if_none_exist: str | None = None
+    if_match: str | None = None
+    # resolved before writing
+    res_type: str | None = None
+    res_id: str | None = None
+    skip_with: Stored | None = None  # ifNoneExist matched an existing resource
+    response: dict = field(default_factory=dict)
+    out_resource: Any = None
+
+    @property
+    def where(self) -> str:
+        return f"Bundle.entry[{self.index}]"
+
+
+def process_bundle():
+    bundle = json_body("Bundle")
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise FHIRError("invalid", "POST to the base takes a Bundle of type transaction or batch",
+                        "Bundle.resourceType")
+    kind = bundle.get("type")
+    if kind not in ("transaction", "batch"):
+        raise FHIRError("invalid", f"Bundle.type must be transaction or batch, not '{kind}'", "Bundle.type")
+    raw_entries = bundle.get("entry") or []
+    if not isinstance(raw_entries, list):
+        raise FHIRError("structure", "Bundle.entry must be an array", "Bundle.entry")
+    limit = current_app.config["MAX_BUNDLE_ENTRIES"]
+    if len(raw_entries) > limit:
+        raise FHIRError("too-costly", f"The Bundle has {len(raw_entries)} entries; this server takes at most {limit}",
+                        "Bundle.entry", status=413)
+    entries = [_parse_entry(i, e, kind) for i, e in enumerate(raw_entries)]
+    if kind == "transaction":
+        return _respond(_transaction(entries), "transaction-response")
+    return _respond(_batch(entries), "batch-response")
+
+
+def _parse_entry(index: int, raw: Any, kind: str) -> Entry:
+    where = f"Bundle.entry[{index}]"
+    if not isinstance(raw, dict):
+        raise FHIRError("structure", "A Bundle entry must be an object", where)
+    req = raw.get("request")
+    if not isinstance(req, dict) or not req.get("method") or not req.get("url"):
+        raise FHIRError("required", f"Every {kind} entry needs request.method and request.url (bdl-3)",
+                        f"{where}.request")
+    method = str(req["method"]).upper()
+    if method not in METHOD_ORDER or method in ("PATCH", "HEAD"):
+        raise FHIRError("not-supported", f"request.method {method} is not supported", f"{where}.request.method")
+    resource = raw.get("resource")
+    if method in ("POST", "PUT") and not isinstance(resource, dict):
+        raise FHIRError("required", f"A {method} entry needs a resource", f"{where}.resource")
+    full_url = raw.get("fullUrl")
+    return Entry(index, method, str(req["url"]), full_url if isinstance(full_url, str) else None, resource,
+                 req.get("ifNoneExist"), req.get("ifMatch"))
+
+
+# ------------------------------------------------------------------ transaction
+
+def _transaction(entries: list[Entry]) -> list[Entry]:
+    lbp = current_app.extensions["lbp"]
+    seen_full_urls: set[str] = set()
+    for e in entries:
+        if e.full_url and e.method in ("POST", "PUT"):
+            if e.full_url in seen_full_urls:
+                raise FHIRError("invalid", f"fullUrl {e.full_url} appears twice (bdl-7)", f"{e.where}.fullUrl")
+            seen_full_urls.add(e.full_url)
+    with lbp.store.transaction() as tx:
+        id_map = _assign_ids(entries, tx)
+        resolver = _ReferenceResolver(id_map, tx)
+        for e in entries:
+            if e.resource is not None and e.method in ("POST", "PUT"):
+                try:
+                    resolver.rewrite(e.resource, e.where)
+                except FHIRError as err:
+                    raise _at(err, None) from None
+                if e.skip_with is None:
+                    prepare(e.resource, expected_type=e.res_type, where=f"{e.where}.resource")
+        for e in sorted(entries, key=lambda x: METHOD_ORDER[x.method]):
+            _execute(e, tx)
+        written = list(tx.written)
+    after_write(written)
+    return entries
+
+
+def _assign_ids(entries: list[Entry], tx: Transaction) -> dict[str, str]:
+    """fullUrl -> `Type/id` for every entry that creates or updates a resource."""
+    base = base_url()
+    id_map: dict[str, str] = {}
+    for e in entries:
+        if e.method == "POST":
+            rtype = e.url.split("?", 1)[0].strip("/")
+            _check_url_type(e, rtype)
+            e.res_type = rtype
+            if e.if_none_exist:
+                ids = conditional_ids(rtype, e.if_none_exist.lstrip("?"), tx.conn)
+                if len(ids) > 1:
+                    raise FHIRError("multiple-matches", f"ifNoneExist matches {len(ids)} or more resources",
+                                    f"{e.where}.request.ifNoneExist", status=412)
+                if ids:
+                    e.res_id = ids[0]
+                    e.skip_with = tx.read(rtype, ids[0])
+            if e.res_id is None:
+                e.res_id = new_id()
+        elif e.method == "PUT":
+            path, _, query = e.url.partition("?")
+            parts = path.strip("/").split("/")
+            rtype = parts[0]
+            _check_url_type(e, rtype)
+            e.res_type = rtype
+            if query:
+                ids = conditional_ids(rtype, query, tx.conn)
+                if len(ids) > 1:
+                    raise FHIRError("multiple-matches", "The conditional update matches more than one resource",
+                                    f"{e.where}.request.url", status=412)
+                e.res_id = ids[0] if ids else (e.resource or {}).get("id") or new_id()
+            elif len(parts) == 2:
+                e.res_id = parts[1]
+            else:
+                raise FHIRError("invalid", f"PUT url must be Type/id or Type?query, got '{e.url}'",
+                                f"{e.where}.request.url")
+        elif e.method == "DELETE":
+            path, _, query = e.url.partition("?")
+            parts = path.strip("/").split("/")
+            _check_url_type(e, parts[0])
+            e.res_type = parts[0]
+            if query:
+                ids = conditional_ids(parts[0], query, tx.conn)
+                if len(ids) > 1:
+                    raise FHIRError("multiple-matches", "The conditional delete matches more than one resource",
+                                    f"{e.where}.request.url", status=412)
+                e.res_id = ids[0] if ids else None
+            elif len(parts) == 2:
+                e.res_id = parts[1]
+            else:
+                raise FHIRError("invalid", f"DELETE url must be Type/id or Type?query, got '{e.url}'",
+                                f"{e.where}.request.url")
+        if e.method in ("POST", "PUT") and e.res_type and e.res_id:
+            local = f"{e.res_type}/{e.res_id}"
+            if e.full_url:
+                id_map[e.full_url] = local
+                if e.full_url.startswith(base + "/"):
+                    id_map[e.full_url[len(base) + 1:]] = local
+    return id_map
+
+
+def _check_url_type(e: Entry, rtype: str) -> None:
+    lbp = current_app.extensions["lbp"]
+    if rtype not in lbp.resource_types:
+        raise FHIRError("not-supported", f"Unknown resource type '{rtype}' in request.url", f"{e.where}.request.url")
+    if e.resource is not None and e.resource.get("resourceType") != rtype:
+        raise FHIRError("invalid", f"request.url names {rtype} but the resource is "
+                        f"{e.resource.get('resourceType')}", f"{e.where}.resource.resourceType")
+
+
+class _ReferenceResolver:
+    """Rewrites references inside one bundle; conditional references are looked up once each."""
+
+    def __init__(self, id_map: dict[str, str], tx: Transaction):
+        self.id_map = id_map
+        self.tx = tx
+        self.base = base_url() + "/"
+        self.conditional: dict[str, str] = {}
+
+    def rewrite(self, resource: dict, where: str) -> None:
+        check_depth(resource, f"{where}.resource")
+        stack: list[Any] = [resource]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, dict):
+                ref = node.get("reference")
+                if isinstance(ref, str):
+                    node["reference"] = self._resolve(ref, where)
+                for v in node.values():
+                    if isinstance(v, (dict, list)):
+                        stack.append(v)
+            elif isinstance(node, list):
+                stack.extend(v for v in node if isinstance(v, (dict, list)))
+
+    def _resolve(self, ref: str, where: str) -> str:
+        mapped = self.id_map.get(ref)
+        if mapped is not None:
+            return mapped
+        if ref.startswith("urn:uuid:") or ref.startswith("urn:oid:"):
+            raise FHIRError("not-found", f"Reference {ref} does not match any fullUrl in the Bundle",
+                            f"{where}.resource")
+        if ref.startswith(self.base):
+            return ref[len(self.base):]
+        if "?" in ref and not ref.startswith(("http://", "https://")):
+            cached = self.conditional.get(ref)
+            if cached is None:
+                rtype, _, query = ref.partition("?")
+                lbp = current_app.extensions["lbp"]
+                if rtype not in lbp.resource_types:
+                    raise FHIRError("invalid", f"Conditional reference '{ref}' names an unknown type",
+                                    f"{where}.resource")
+                ids = conditional_ids(rtype, query, self.tx.conn)
+                if len(ids) != 1:
+                    found = "no resource" if not ids else "more than one resource"
+                    raise FHIRError("not-found" if not ids else "multiple-matches",
+                                    f"Conditional reference '{ref}' matches {found}", f"{where}.resource",
+                                    status=404 if not ids else 412)
+                cached = self.conditional[ref] = f"{rtype}/{ids[0]}"
+            return cached
+        return ref
+
+
+def _execute(e: Entry, tx: Transaction) -> None:
+    where = e.where
+    if e.method == "POST":
+        if e.skip_with is not None:
+            _set_response(e, e.skip_with, "200 OK")
+            return
+        assert e.resource is not None and e.res_id is not None
+        e.resource["id"] = e.res_id
+        stored = tx.create(e.resource, res_id=e.res_id, known_new=True)
+        _set_response(e, stored, "201 Created")
+    elif e.method == "PUT":
+        assert e.resource is not None and e.res_id is not None
+        if e.resource.get("id") not in (None, e.res_id):
+            raise FHIRError("invalid", f"The resource id '{e.resource.get('id')}' does not match request.url",
+                            f"{where}.resource.id")
+        e.resource["id"] = e.res_id
+        if_match = _if_match(e)
+        stored, created = tx.update(e.resource, if_match=if_match)
+        _set_response(e, stored, "201 Created" if created else "200 OK")
+    elif e.method == "DELETE":
+        if e.res_id is None:
+            e.response = {"status": "204 No Content"}
+            return
+        tx.delete(e.res_type or "", e.res_id, if_match=_if_match(e))
+        e.response = {"status": "204 No Content"}
+    else:  # GET
+        e.out_resource, status = _get(e, tx)
+        e.response = {"status": status}
+
+
+def _if_match(e: Entry) -> int | None:
+    if not e.if_match:
+        return None
+    from .http import parse_etag
+
+    return parse_etag(e.if_match, f"{e.where}.request.ifMatch")
+
+
+def _set_response(e: Entry, stored: Stored, status: str) -> None:
+    e.response = {
+        "status": status,
+        "location": f"{stored.res_type}/{stored.res_id}/_history/{stored.version}",
+        "etag": stored.etag,
+        "lastModified": instant(stored.last_updated),
+    }
+    e.out_resource = stored
+
+
+def _get(e: Entry, tx: Transaction | None) -> tuple[Any, str]:
+    from .search import search_bundle
+
+    path, _, query = e.url.partition("?")
+    parts = path.strip("/").split("/")
+    lbp = current_app.extensions["lbp"]
+    if len(parts) == 2 and not query:
+        stored = tx.read(parts[0], parts[1]) if tx else lbp.store.read(parts[0], parts[1])
+        if stored is None or stored.deleted:
+            raise FHIRError("not-found", f"{e.url} is not known", f"{e.where}.request.url")
+        return stored, "200 OK"
+    if len(parts) == 1 and parts[0] in lbp.resource_types:
+        resp = search_bundle(parts[0], parse_qsl(query, keep_blank_values=True))
+        return resp.get_data(), "200 OK"
+    raise FHIRError("not-supported", f"GET {e.url} is not supported inside a Bundle", f"{e.where}.request.url")
+
+
+# ------------------------------------------------------------------ batch
+
+def _batch(entries: list[Entry]) -> list[Entry]:
+    lbp = current_app.extensions["lbp"]
+    for e in entries:
+        try:
+            if e.method == "GET":
+                e.out_resource, status = _get(e, None)
+                e.response = {"status": status}
+                continue
+            with lbp.store.transaction() as tx:
+                _assign_ids([e], tx)
+                if e.resource is not None:
+                    _ReferenceResolver({}, tx).rewrite(e.resource, e.where)
+                    if e.skip_with is None:
+                        prepare(e.resource, expected_type=e.res_type, where=f"{e.where}.resource")
+                _execute(e, tx)
+                written = list(tx.written)
+            after_write(written)
+        except FHIRError as err:
+            e.response = {"status": str(err.status), "outcome": err.outcome()}
+            e.out_resource = None
+    return entries
+
+
+# ------------------------------------------------------------------ response
+
+def _respond(entries: list[Entry], kind: str):
+    import orjson
+
+    from .http import fhir_response
+
+    base = base_url()
+    # Written resources are echoed only on request: a region's bulk load should not get its data back.
+    representation = "return=representation" in request.headers.get("Prefer", "")
+    out = []
+    for e in entries:
+        entry: dict[str, Any] = {}
+        if isinstance(e.out_resource, Stored):
+            entry["fullUrl"] = f"{base}/{e.out_resource.res_type}/{e.out_resource.res_id}"
+            if representation or e.method == "GET":
+                entry["resource"] = e.out_resource.resource()
+        elif isinstance(e.out_resource, (bytes, bytearray)):
+            entry["resource"] = orjson.loads(e.out_resource)
+        entry["response"] = e.response
+        out.append(entry)
+    return fhir_response({"resourceType": "Bundle", "type": kind, "entry": out})

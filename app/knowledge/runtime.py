@@ -1,0 +1,99 @@
+"""The knowledge this process reasons with: artifacts from the store, compiled, kept in step across workers.
+
+Every write of a knowledge artifact bumps an epoch row in the same database transaction; each worker
+compares its epoch before serving knowledge and reloads when another worker (or the CLI) changed it.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from app.store.db import KNOWLEDGE_TYPES, Store
+
+EPOCH_CHECK_SECONDS = 0.5
+
+
+class Knowledge:
+    def __init__(self, store: Store):
+        self.store = store
+        self._lock = threading.Lock()
+        self._epoch = -1
+        self._checked_at = 0.0
+        self._by_url: dict[str, dict] = {}
+        self._base: Any = None
+
+    # ------------------------------------------------------------ keeping in step
+    def refresh(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._checked_at < EPOCH_CHECK_SECONDS:
+            return
+        self._checked_at = now
+        epoch = self.store.knowledge_epoch()
+        if epoch == self._epoch and not force:
+            return
+        with self._lock:
+            by_url: dict[str, dict] = {}
+            resources = []
+            for stored in self.store.all_current(KNOWLEDGE_TYPES):
+                resource = stored.resource()
+                resources.append(resource)
+                url = resource.get("url")
+                if url:
+                    by_url[url] = resource
+                    if resource.get("version"):
+                        by_url[f"{url}|{resource['version']}"] = resource
+            self._base = _build_base(resources)
+            self._by_url = by_url
+            self._epoch = epoch
+
+    @property
+    def base(self) -> Any:
+        self.refresh()
+        return self._base
+
+    # ------------------------------------------------------------ queries
+    def resolve(self, canonical: str) -> dict | None:
+        self.refresh()
+        return self._by_url.get(canonical) or self._by_url.get(canonical.split("|", 1)[0])
+
+    def valueset_codes(self, url: str) -> list[tuple[str | None, str]] | None:
+        """(system, code) pairs of a stored ValueSet's expansion, for the `:in` search modifier."""
+        vs = self.resolve(url)
+        if vs is None or vs.get("resourceType") != "ValueSet":
+            return None
+        pairs: list[tuple[str | None, str]] = []
+        stack = list((vs.get("expansion") or {}).get("contains") or [])
+        while stack:
+            c = stack.pop()
+            if c.get("code"):
+                pairs.append((c.get("system"), c["code"]))
+            stack.extend(c.get("contains") or [])
+        if not pairs:
+            for inc in (vs.get("compose") or {}).get("include") or []:
+                for concept in inc.get("concept") or []:
+                    pairs.append((inc.get("system"), concept["code"]))
+        return pairs
+
+    def check(self, resource: dict) -> None:
+        """Raise FHIRError when an artifact cannot be used (e.g. an expression that does not compile)."""
+        _check_artifact(resource)
+
+
+def _build_base(resources: list[dict]) -> Any:
+    try:
+        from app.reasoning.knowledge import KnowledgeBase
+    except ImportError:
+        return None
+    kb = KnowledgeBase()
+    for r in resources:
+        kb.add(r)
+    return kb
+
+
+def _check_artifact(resource: dict) -> None:
+    try:
+        from app.reasoning.knowledge import KnowledgeBase
+    except ImportError:
+        return
+    KnowledgeBase().add(resource)

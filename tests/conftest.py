@@ -1,0 +1,83 @@
+"""Shared fixtures: an application per test on a fresh database (SQLite, and PostgreSQL when configured)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from app import create_app
+
+PG_URL = os.environ.get("LBP_TEST_PG_URL")
+FHIR = "application/fhir+json"
+
+
+def _reset_postgres(url: str) -> None:
+    from sqlalchemy import create_engine
+
+    from app.store.schema import metadata
+
+    engine = create_engine(url)
+    metadata.drop_all(engine)
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path):
+    """Every test that uses this runs on SQLite and, where LBP_TEST_PG_URL is set, on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    if not PG_URL:
+        pytest.skip("LBP_TEST_PG_URL is not set (.ci/run starts PostgreSQL and sets it)")
+    _reset_postgres(PG_URL)
+    return PG_URL
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def app(db_url):
+    application = create_app({"DATABASE_URL": db_url, "LOAD_ARTIFACTS": False, "TESTING": True})
+    yield application
+    application.extensions["lbp"].store.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+class FhirClient:
+    """Small helper over Flask's test client that speaks application/fhir+json."""
+
+    def __init__(self, client):
+        self.c = client
+
+    def post(self, path, body, headers=None):
+        return self.c.post(f"/fhir/{path}".rstrip("/"), json=body, content_type=FHIR, headers=headers or {})
+
+    def put(self, path, body, headers=None):
+        return self.c.put(f"/fhir/{path}", json=body, content_type=FHIR, headers=headers or {})
+
+    def get(self, path, headers=None):
+        return self.c.get(f"/fhir/{path}", headers=headers or {})
+
+    def delete(self, path, headers=None):
+        return self.c.delete(f"/fhir/{path}", headers=headers or {})
+
+    def create(self, resource):
+        r = self.post(resource["resourceType"], resource)
+        assert r.status_code == 201, r.get_json()
+        return r.get_json()
+
+    def search(self, query):
+        r = self.get(query)
+        assert r.status_code == 200, r.get_json()
+        return r.get_json()
+
+
+@pytest.fixture
+def fhir(client):
+    return FhirClient(client)
