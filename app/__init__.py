@@ -61,6 +61,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if db_url.startswith("sqlite:///") and not db_url.startswith("sqlite:///:memory:"):
         Path(db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 
+    if not log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
     lbp = LBP(app)
     app.extensions["lbp"] = lbp
 
@@ -69,6 +74,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(fhir_bp, url_prefix=app.config["FHIR_BASE_PATH"])
     register_error_handlers(app)
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
 
     @app.before_request
     def _start_timer() -> None:

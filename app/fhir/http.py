@@ -33,7 +33,7 @@ def check_format() -> None:
                             status=406)
 
 
-def json_body(expected_type: str | None = None) -> Any:
+def json_body(expected_type: str | None = None, *, check_nesting: bool = True) -> Any:
     """The request body as JSON, after media-type, size and depth checks."""
     ctype = (request.mimetype or "").lower()
     if ctype not in JSON_TYPES:
@@ -48,7 +48,8 @@ def json_body(expected_type: str | None = None) -> Any:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise FHIRError("structure", f"The body is not valid JSON: {exc}", expected_type or "Resource") from None
-    check_depth(body, expected_type or "Resource")
+    if check_nesting:
+        check_depth(body, expected_type or "Resource")
     return body
 
 

@@ -15,9 +15,10 @@ from flask import current_app, request
 
 from app.errors import FHIRError
 from app.store.db import Stored, Transaction, instant, new_id
+from app.store.indexing import extract
 
-from .http import base_url, check_depth, json_body
-from .write import _at, after_write, conditional_ids, prepare
+from .http import MAX_DEPTH, base_url, json_body
+from .write import after_write, conditional_ids, prepare
 
 METHOD_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
@@ -35,6 +36,7 @@ class Entry:
     res_type: str | None = None
     res_id: str | None = None
     skip_with: Stored | None = None  # ifNoneExist matched an existing resource
+    index_rows: Any = None
     response: dict = field(default_factory=dict)
     out_resource: Any = None
 
@@ -44,7 +46,7 @@ class Entry:
 
 
 def process_bundle():
-    bundle = json_body("Bundle")
+    bundle = json_body("Bundle", check_nesting=False)  # entries are checked while references are rewritten
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise FHIRError("invalid", "POST to the base takes a Bundle of type transaction or batch",
                         "Bundle.resourceType")
@@ -93,17 +95,14 @@ def _transaction(entries: list[Entry]) -> list[Entry]:
             if e.full_url in seen_full_urls:
                 raise FHIRError("invalid", f"fullUrl {e.full_url} appears twice (bdl-7)", f"{e.where}.fullUrl")
             seen_full_urls.add(e.full_url)
+    # Phase 1, outside the write lock so that other requests keep writing meanwhile: assign ids, resolve
+    # conditional references and ifNoneExist, rewrite references, validate, compute index rows.
+    with lbp.store.engine.connect() as conn:
+        lookups = Lookups(conn)
+        _plan(entries, lookups)
+    # Phase 2, under the write lock: confirm that what phase 1 looked up still holds, then write.
     with lbp.store.transaction() as tx:
-        id_map = _assign_ids(entries, tx)
-        resolver = _ReferenceResolver(id_map, tx)
-        for e in entries:
-            if e.resource is not None and e.method in ("POST", "PUT"):
-                try:
-                    resolver.rewrite(e.resource, e.where)
-                except FHIRError as err:
-                    raise _at(err, None) from None
-                if e.skip_with is None:
-                    prepare(e.resource, expected_type=e.res_type, where=f"{e.where}.resource")
+        lookups.confirm(tx)
         for e in sorted(entries, key=lambda x: METHOD_ORDER[x.method]):
             _execute(e, tx)
         written = list(tx.written)
@@ -111,7 +110,49 @@ def _transaction(entries: list[Entry]) -> list[Entry]:
     return entries
 
 
-def _assign_ids(entries: list[Entry], tx: Transaction) -> dict[str, str]:
+def _plan(entries: list[Entry], lookups: Lookups) -> None:
+    id_map = _assign_ids(entries, lookups)
+    resolver = _ReferenceResolver(id_map, lookups)
+    for e in entries:
+        if e.resource is not None and e.method in ("POST", "PUT"):
+            resolver.rewrite(e.resource, e.where)
+            if e.skip_with is None:
+                prepare(e.resource, expected_type=e.res_type, where=f"{e.where}.resource")
+                e.index_rows = extract(e.resource)
+
+
+class Lookups:
+    """Conditional lookups made while planning, so the write phase can confirm they still hold."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.made: dict[tuple[str, str], list[str]] = {}
+        self.reads: dict[tuple[str, str], int | None] = {}
+
+    def ids(self, res_type: str, query: str) -> list[str]:
+        key = (res_type, query)
+        if key not in self.made:
+            self.made[key] = conditional_ids(res_type, query, self.conn)
+        return self.made[key]
+
+    def read(self, res_type: str, res_id: str) -> Stored | None:
+        stored = current_app.extensions["lbp"].store.read(res_type, res_id, self.conn)
+        self.reads[(res_type, res_id)] = None if stored is None else stored.version
+        return stored
+
+    def confirm(self, tx: Transaction) -> None:
+        for (res_type, query), ids in self.made.items():
+            if conditional_ids(res_type, query, tx.conn) != ids:
+                raise FHIRError("conflict", f"{res_type}?{query} changed while the request was processed; retry",
+                                "Bundle.entry", status=409)
+        for (res_type, res_id), version in self.reads.items():
+            now = tx.read(res_type, res_id)
+            if (None if now is None else now.version) != version:
+                raise FHIRError("conflict", f"{res_type}/{res_id} changed while the request was processed; retry",
+                                "Bundle.entry", status=409)
+
+
+def _assign_ids(entries: list[Entry], tx: Lookups) -> dict[str, str]:
     """fullUrl -> `Type/id` for every entry that creates or updates a resource."""
     base = base_url()
     id_map: dict[str, str] = {}
@@ -121,7 +162,7 @@ def _assign_ids(entries: list[Entry], tx: Transaction) -> dict[str, str]:
             _check_url_type(e, rtype)
             e.res_type = rtype
             if e.if_none_exist:
-                ids = conditional_ids(rtype, e.if_none_exist.lstrip("?"), tx.conn)
+                ids = tx.ids(rtype, e.if_none_exist.lstrip("?"))
                 if len(ids) > 1:
                     raise FHIRError("multiple-matches", f"ifNoneExist matches {len(ids)} or more resources",
                                     f"{e.where}.request.ifNoneExist", status=412)
@@ -137,7 +178,7 @@ def _assign_ids(entries: list[Entry], tx: Transaction) -> dict[str, str]:
             _check_url_type(e, rtype)
             e.res_type = rtype
             if query:
-                ids = conditional_ids(rtype, query, tx.conn)
+                ids = tx.ids(rtype, query)
                 if len(ids) > 1:
                     raise FHIRError("multiple-matches", "The conditional update matches more than one resource",
                                     f"{e.where}.request.url", status=412)
@@ -153,7 +194,7 @@ def _assign_ids(entries: list[Entry], tx: Transaction) -> dict[str, str]:
             _check_url_type(e, parts[0])
             e.res_type = parts[0]
             if query:
-                ids = conditional_ids(parts[0], query, tx.conn)
+                ids = tx.ids(parts[0], query)
                 if len(ids) > 1:
                     raise FHIRError("multiple-matches", "The conditional delete matches more than one resource",
                                     f"{e.where}.request.url", status=412)
@@ -184,26 +225,31 @@ def _check_url_type(e: Entry, rtype: str) -> None:
 class _ReferenceResolver:
     """Rewrites references inside one bundle; conditional references are looked up once each."""
 
-    def __init__(self, id_map: dict[str, str], tx: Transaction):
+    def __init__(self, id_map: dict[str, str], tx: Lookups):
         self.id_map = id_map
         self.tx = tx
         self.base = base_url() + "/"
         self.conditional: dict[str, str] = {}
 
     def rewrite(self, resource: dict, where: str) -> None:
-        check_depth(resource, f"{where}.resource")
-        stack: list[Any] = [resource]
+        """Rewrite every Reference.reference in place; also enforces the nesting limit (one walk for both)."""
+        stack: list[tuple[Any, int]] = [(resource, 0)]
+        pop, push = stack.pop, stack.append
         while stack:
-            node = stack.pop()
-            if isinstance(node, dict):
+            node, depth = pop()
+            if depth > MAX_DEPTH:
+                raise FHIRError("too-costly", f"JSON nested deeper than {MAX_DEPTH} levels", f"{where}.resource")
+            if type(node) is dict:
                 ref = node.get("reference")
-                if isinstance(ref, str):
+                if ref.__class__ is str:
                     node["reference"] = self._resolve(ref, where)
                 for v in node.values():
-                    if isinstance(v, (dict, list)):
-                        stack.append(v)
-            elif isinstance(node, list):
-                stack.extend(v for v in node if isinstance(v, (dict, list)))
+                    if type(v) in (dict, list):
+                        push((v, depth + 1))
+            else:
+                for v in node:
+                    if type(v) in (dict, list):
+                        push((v, depth + 1))
 
     def _resolve(self, ref: str, where: str) -> str:
         mapped = self.id_map.get(ref)
@@ -222,7 +268,7 @@ class _ReferenceResolver:
                 if rtype not in lbp.resource_types:
                     raise FHIRError("invalid", f"Conditional reference '{ref}' names an unknown type",
                                     f"{where}.resource")
-                ids = conditional_ids(rtype, query, self.tx.conn)
+                ids = self.tx.ids(rtype, query)
                 if len(ids) != 1:
                     found = "no resource" if not ids else "more than one resource"
                     raise FHIRError("not-found" if not ids else "multiple-matches",
@@ -241,7 +287,7 @@ def _execute(e: Entry, tx: Transaction) -> None:
             return
         assert e.resource is not None and e.res_id is not None
         e.resource["id"] = e.res_id
-        stored = tx.create(e.resource, res_id=e.res_id, known_new=True)
+        stored = tx.create(e.resource, res_id=e.res_id, known_new=True, index_rows=e.index_rows)
         _set_response(e, stored, "201 Created")
     elif e.method == "PUT":
         assert e.resource is not None and e.res_id is not None
@@ -250,7 +296,7 @@ def _execute(e: Entry, tx: Transaction) -> None:
                             f"{where}.resource.id")
         e.resource["id"] = e.res_id
         if_match = _if_match(e)
-        stored, created = tx.update(e.resource, if_match=if_match)
+        stored, created = tx.update(e.resource, if_match=if_match, index_rows=e.index_rows)
         _set_response(e, stored, "201 Created" if created else "200 OK")
     elif e.method == "DELETE":
         if e.res_id is None:
@@ -308,12 +354,16 @@ def _batch(entries: list[Entry]) -> list[Entry]:
                 e.out_resource, status = _get(e, None)
                 e.response = {"status": status}
                 continue
-            with lbp.store.transaction() as tx:
-                _assign_ids([e], tx)
+            with lbp.store.engine.connect() as conn:
+                lookups = Lookups(conn)
+                _assign_ids([e], lookups)
                 if e.resource is not None:
-                    _ReferenceResolver({}, tx).rewrite(e.resource, e.where)
+                    _ReferenceResolver({}, lookups).rewrite(e.resource, e.where)
                     if e.skip_with is None:
                         prepare(e.resource, expected_type=e.res_type, where=f"{e.where}.resource")
+                        e.index_rows = extract(e.resource)
+            with lbp.store.transaction() as tx:
+                lookups.confirm(tx)
                 _execute(e, tx)
                 written = list(tx.written)
             after_write(written)

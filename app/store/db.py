@@ -54,6 +54,7 @@ class Stored:
     deleted: bool
     content: bytes | None
     method: str = ""
+    rid: int | None = None
 
     @property
     def etag(self) -> str:
@@ -100,6 +101,17 @@ class Store:
             # here avoids busy-wait retries inside the database.
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
         self.search_params = registry()
+        mark = "%s" if self.dialect == "postgresql" else "?"
+        content_mark = "CAST(%s AS jsonb)" if self.dialect == "postgresql" else "?"
+        self.sql_insert_resource = (
+            "INSERT INTO resources (rid, res_type, res_id, version, last_updated, deleted, content) "
+            f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {mark}, {content_mark})"
+        )
+        self.sql_insert_index = {
+            kind: f"INSERT INTO {table.name} ({', '.join(c.name for c in table.columns)}) "
+                  f"VALUES ({', '.join([mark] * len(table.columns))})"
+            for kind, table in schema.INDEX_TABLES.items()
+        }
         schema.metadata.create_all(self.engine)
         with self.engine.begin() as conn:
             if conn.execute(select(schema.knowledge_epoch.c.epoch)).first() is None:
@@ -108,14 +120,14 @@ class Store:
     # ------------------------------------------------------------------ reads
     def read(self, res_type: str, res_id: str, conn: Connection | None = None) -> Stored | None:
         r = schema.resources.c
-        stmt = select(r.version, r.last_updated, r.deleted, r.content).where(
+        stmt = select(r.version, r.last_updated, r.deleted, r.content, r.rid).where(
             r.res_type == res_type, r.res_id == res_id
         )
         with self._conn(conn) as c:
             row = c.execute(stmt).first()
         if row is None:
             return None
-        return Stored(res_type, res_id, row[0], row[1], bool(row[2]), _load_content(row[3]))
+        return Stored(res_type, res_id, row[0], row[1], bool(row[2]), _load_content(row[3]), rid=row[4])
 
     def vread(self, res_type: str, res_id: str, version: int) -> Stored | None:
         current = self.read(res_type, res_id)
@@ -257,10 +269,25 @@ class Transaction:
         self.store = store
         self.conn = conn
         self.knowledge_changed = False
-        self._new_rows: list[dict] = []
-        self._index_rows: dict[str, list[dict]] = {k: [] for k in schema.INDEX_TABLES}
+        self._new_rows: list[tuple] = []
+        self._index_rows: dict[str, list[tuple]] = {k: [] for k in schema.INDEX_TABLES}
         self._pending_keys: set[tuple[str, str]] = set()
         self.written: list[Stored] = []
+        self._rids: list[int] = []
+        self._last_rid: int | None = None
+
+    def _next_rid(self) -> int:
+        """Surrogate keys: SQLite counts on from max(rid) under its write lock; PostgreSQL takes sequence blocks."""
+        if self.store.dialect == "sqlite":
+            if self._last_rid is None:
+                self._last_rid = self.conn.exec_driver_sql("SELECT coalesce(max(rid), 0) FROM resources").scalar_one()
+            self._last_rid += 1
+            return self._last_rid
+        if not self._rids:
+            self._rids = [row[0] for row in self.conn.exec_driver_sql(
+                "SELECT nextval('resources_rid_seq') FROM generate_series(1, 256)")]
+            self._rids.reverse()
+        return self._rids.pop()
 
     # reads inside the transaction see its own pending writes
     def read(self, res_type: str, res_id: str) -> Stored | None:
@@ -269,12 +296,13 @@ class Transaction:
         return self.store.read(res_type, res_id, self.conn)
 
     def flush(self) -> None:
+        # Driver-level executemany with tuples: the bulk-load hot path.
         if self._new_rows:
-            self.conn.execute(insert(schema.resources), self._new_rows)
+            self.conn.exec_driver_sql(self.store.sql_insert_resource, self._new_rows)
             self._new_rows = []
         for kind, rows in self._index_rows.items():
             if rows:
-                self.conn.execute(insert(schema.INDEX_TABLES[kind]), rows)
+                self.conn.exec_driver_sql(self.store.sql_insert_index[kind], rows)
                 self._index_rows[kind] = []
         self._pending_keys.clear()
 
@@ -288,33 +316,23 @@ class Transaction:
         ordered.update(resource)
         return orjson.dumps(ordered)
 
-    def _queue_index(self, res_type: str, res_id: str, resource: dict) -> None:
-        rows: IndexRows = extract(resource, self.store.search_params.params_for(res_type))
+    def _queue_index(self, rid: int, res_type: str, resource: dict, rows: IndexRows | None = None) -> None:
+        if rows is None:
+            rows = extract(resource, self.store.search_params)
         idx = self._index_rows
-        for param, system, code in rows.token:
-            idx["token"].append({"res_type": res_type, "res_id": res_id, "param": param, "system": system, "code": code})
-        for param, norm, exact in rows.string:
-            idx["string"].append({"res_type": res_type, "res_id": res_id, "param": param, "norm": norm, "exact": exact})
-        for param, low, high in rows.date:
-            idx["date"].append({"res_type": res_type, "res_id": res_id, "param": param, "low": low, "high": high})
-        for param, ttype, tid, url in rows.reference:
-            idx["reference"].append(
-                {"res_type": res_type, "res_id": res_id, "param": param, "target_type": ttype, "target_id": tid,
-                 "url": url}
-            )
-        for param, value in rows.uri:
-            idx["uri"].append({"res_type": res_type, "res_id": res_id, "param": param, "value": value})
-        for param, value, system, code in rows.number:
-            idx["number"].append(
-                {"res_type": res_type, "res_id": res_id, "param": param, "value": value, "system": system, "code": code}
-            )
+        owner = (rid, res_type)
+        for kind in schema.INDEX_TABLES:
+            values = getattr(rows, kind)
+            if values:
+                idx[kind].extend(owner + v for v in values)
 
-    def _drop_index(self, res_type: str, res_id: str) -> None:
+    def _drop_index(self, rid: int) -> None:
         self.flush()
         for table in schema.INDEX_TABLES.values():
-            self.conn.execute(delete(table).where(table.c.res_type == res_type, table.c.res_id == res_id))
+            self.conn.execute(delete(table).where(table.c.rid == rid))
 
-    def create(self, resource: dict, *, res_id: str | None = None, known_new: bool = False) -> Stored:
+    def create(self, resource: dict, *, res_id: str | None = None, known_new: bool = False,
+               index_rows: IndexRows | None = None) -> Stored:
         """Create with a server-assigned id, or the given one, which must be new (checked unless known_new)."""
         res_type = resource["resourceType"]
         resource["id"] = res_id or new_id()
@@ -323,19 +341,18 @@ class Transaction:
         key = (res_type, resource["id"])
         if res_id is not None and not known_new and (key in self._pending_keys or self.store.read(res_type, res_id, self.conn)):
             raise FHIRError("duplicate", f"{res_type}/{res_id} already exists", f"{res_type}.id")
-        self._new_rows.append(
-            {"res_type": res_type, "res_id": resource["id"], "version": 1, "last_updated": when, "deleted": False,
-             "content": self._content_param(content)}
-        )
+        rid = self._next_rid()
+        self._new_rows.append((rid, res_type, resource["id"], 1, when, False, self._content_param(content)))
         self._pending_keys.add(key)
-        self._queue_index(res_type, resource["id"], resource)
+        self._queue_index(rid, res_type, resource, index_rows)
         if res_type in KNOWLEDGE_TYPES:
             self.knowledge_changed = True
-        stored = Stored(res_type, resource["id"], 1, when, False, content, "POST")
+        stored = Stored(res_type, resource["id"], 1, when, False, content, "POST", rid)
         self.written.append(stored)
         return stored
 
-    def update(self, resource: dict, *, if_match: int | None = None) -> tuple[Stored, bool]:
+    def update(self, resource: dict, *, if_match: int | None = None,
+               index_rows: IndexRows | None = None) -> tuple[Stored, bool]:
         """Update or create with the client's id. Returns (stored, created)."""
         res_type, res_id = resource["resourceType"], resource["id"]
         current = self.read(res_type, res_id)
@@ -347,7 +364,7 @@ class Transaction:
                 status=412,
             )
         if current is None:
-            return self.create(resource, res_id=res_id), True
+            return self.create(resource, res_id=res_id, index_rows=index_rows), True
         when = max(now_epoch(), current.last_updated)
         version = current.version + 1
         content = self._stamp(resource, version, when)
@@ -356,12 +373,13 @@ class Transaction:
         result = self.conn.execute(
             update(schema.resources)
             .where(r.res_type == res_type, r.res_id == res_id, r.version == current.version)
-            .values(version=version, last_updated=when, deleted=False, content=self._content_param(content))
+            .values(version=version, last_updated=when, deleted=False, content=content)
         )
         if result.rowcount != 1:
             raise FHIRError("conflict", f"{res_type}/{res_id} was changed concurrently", f"{res_type}.id")
-        self._drop_index(res_type, res_id)
-        self._queue_index(res_type, res_id, resource)
+        assert current.rid is not None
+        self._drop_index(current.rid)
+        self._queue_index(current.rid, res_type, resource, index_rows)
         if res_type in KNOWLEDGE_TYPES:
             self.knowledge_changed = True
         stored = Stored(res_type, res_id, version, when, False, content, "PUT")
@@ -386,7 +404,8 @@ class Transaction:
             .where(r.res_type == res_type, r.res_id == res_id)
             .values(version=current.version + 1, last_updated=when, deleted=True, content=None)
         )
-        self._drop_index(res_type, res_id)
+        assert current.rid is not None
+        self._drop_index(current.rid)
         if res_type in KNOWLEDGE_TYPES:
             self.knowledge_changed = True
         stored = Stored(res_type, res_id, current.version + 1, when, True, None, "DELETE")
@@ -403,9 +422,9 @@ class Transaction:
                 last_updated=current.last_updated,
                 deleted=current.deleted,
                 method=method,
-                content=None if current.content is None else self._content_param(current.content),
+                content=current.content,
             )
         )
 
     def _content_param(self, content: bytes) -> Any:
-        return content
+        return content.decode() if self.store.dialect == "postgresql" else content

@@ -64,13 +64,13 @@ def _split_top(expr: str, sep: str) -> list[str]:
     return parts
 
 
-def _children(node: Any, name: str, cast: str | None) -> Iterator[Any]:
+def _children(node: Any, name: str, cast: str | None) -> list[Any]:
     if not isinstance(node, dict):
-        return
+        return []
     if cast is not None:
         value = node.get(name + cast[0].upper() + cast[1:])
-        if value is None and name in node:
-            value = node[name]  # non-choice element with a type filter
+        if value is None:
+            value = node.get(name)  # non-choice element with a type filter
     else:
         value = node.get(name)
         if value is None:
@@ -81,11 +81,8 @@ def _children(node: Any, name: str, cast: str | None) -> Iterator[Any]:
                     value = val
                     break
     if value is None:
-        return
-    if isinstance(value, list):
-        yield from value
-    else:
-        yield value
+        return []
+    return value if isinstance(value, list) else [value]
 
 
 def _compile_branch(branch: str, base: str) -> Walker | None:
@@ -135,12 +132,15 @@ def _compile_steps(parts: list[str], tail: list[str], cast_last: str | None, bas
             return None
         steps.append(("child", (part, None)))
 
-    def walk(resource: dict) -> Iterator[Any]:
-        nodes: Iterable[Any] = (resource,)
+    def walk(resource: dict) -> list[Any]:
+        nodes: list[Any] = [resource]
         for kind, arg in steps:
             if kind == "child":
                 name, cast = arg
-                nodes = [c for n in nodes for c in _children(n, name, cast)]
+                out: list[Any] = []
+                for n in nodes:
+                    out.extend(_children(n, name, cast))
+                nodes = out
             elif kind == "ref_type":
                 prefix = arg + "/"
                 nodes = [
@@ -159,9 +159,10 @@ def _compile_steps(parts: list[str], tail: list[str], cast_last: str | None, bas
                 ]
                 nodes = [next(iter(n.values())) for n in nodes if n]
             if not nodes:
-                return iter(())
-        return iter(nodes)
+                return nodes
+        return nodes
 
+    walk.first_key = steps[0][1][0] if steps and steps[0][0] == "child" else None  # type: ignore[attr-defined]
     return walk
 
 
@@ -185,12 +186,19 @@ def compile_expression(expression: str, base: str) -> Walker | None:
     if not walkers:
         return None
     if len(walkers) == 1:
-        return walkers[0]
+        only = walkers[0]
+        key = getattr(only, "first_key", None)
+        only.first_keys = None if key is None else {key}  # type: ignore[attr-defined]
+        return only
 
-    def union(resource: dict) -> Iterator[Any]:
+    def union(resource: dict) -> list[Any]:
+        out: list[Any] = []
         for w in walkers:
-            yield from w(resource)
+            out.extend(w(resource))
+        return out
 
+    keys = {getattr(w, "first_key", None) for w in walkers}
+    union.first_keys = None if None in keys else keys  # type: ignore[attr-defined]
     return union
 
 
@@ -217,6 +225,7 @@ class SearchParamRegistry:
                 else:
                     self.by_type.setdefault(base, {})[d["code"]] = sp
         self._merged: dict[str, dict[str, SearchParam]] = {}
+        self._dispatch: dict[str, tuple[dict[str, list[SearchParam]], list[SearchParam]]] = {}
 
     def params_for(self, resource_type: str) -> dict[str, SearchParam]:
         merged = self._merged.get(resource_type)
@@ -225,6 +234,22 @@ class SearchParamRegistry:
             merged.update(self.by_type.get(resource_type, {}))
             self._merged[resource_type] = merged
         return merged
+
+    def dispatch(self, resource_type: str) -> tuple[dict[str, list[SearchParam]], list[SearchParam]]:
+        """(first element name -> params reading it, params to evaluate always)."""
+        d = self._dispatch.get(resource_type)
+        if d is None:
+            by_key: dict[str, list[SearchParam]] = {}
+            always: list[SearchParam] = []
+            for sp in self.params_for(resource_type).values():
+                keys = getattr(sp.walker, "first_keys", None)
+                if keys is None:
+                    always.append(sp)
+                else:
+                    for k in keys:
+                        by_key.setdefault(k, []).append(sp)
+            d = self._dispatch[resource_type] = (by_key, always)
+        return d
 
     def get(self, resource_type: str, code: str) -> SearchParam | None:
         return self.params_for(resource_type).get(code)
@@ -377,13 +402,29 @@ def split_reference(ref: str) -> tuple[str | None, str | None, str]:
     return (None, None, ref)
 
 
-def extract(resource: dict, params: dict[str, SearchParam]) -> IndexRows:
+
+
+def _stems(key: str) -> Iterator[str]:
+    yield key
+    # choice elements: onsetDateTime -> onset (every camel-case prefix is a candidate)
+    for i in range(1, len(key)):
+        if key[i].isupper():
+            yield key[:i]
+
+
+def extract(resource: dict, registry_: SearchParamRegistry | None = None) -> IndexRows:
     rows = IndexRows()
-    for code, sp in params.items():
+    by_key, always = (registry_ or registry()).dispatch(resource["resourceType"])
+    selected: dict[str, SearchParam] = {sp.code: sp for sp in always}
+    for key in resource:
+        for stem in _stems(key):
+            for sp in by_key.get(stem, ()):
+                selected[sp.code] = sp
+    for code, sp in selected.items():
         walker = sp.walker
         if walker is None:
             continue
-        values = list(walker(resource))
+        values = walker(resource)
         if not values:
             continue
         t = sp.type

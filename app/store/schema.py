@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import orjson
 from sqlalchemy import (
+    BigInteger,
+    Sequence,
     Boolean,
     Column,
     Float,
@@ -34,19 +36,22 @@ class Content(TypeDecorator):
     def process_bind_param(self, value, dialect):
         if value is None or dialect.name != "postgresql":
             return value
-        return orjson.loads(value) if isinstance(value, (bytes, bytearray)) else value
+        return orjson.loads(value) if isinstance(value, (bytes, bytearray, str)) else value
 
 # Current version of every resource (a deleted resource keeps a row with deleted=1 and no content).
 resources = Table(
     "resources",
     metadata,
-    Column("res_type", String(64), primary_key=True),
-    Column("res_id", String(64), primary_key=True),
+    # rid: a compact surrogate key the index rows point at (assigned by the writer, see db.Transaction)
+    Column("rid", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
     Column("version", Integer, nullable=False),
     Column("last_updated", Float, nullable=False),  # epoch seconds, UTC
     Column("deleted", Boolean, nullable=False, default=False),
     Column("content", Content, nullable=True),  # canonical JSON bytes
 )
+Index("ux_resources_key", resources.c.res_type, resources.c.res_id, unique=True)
 Index("ix_resources_type_updated", resources.c.res_type, resources.c.last_updated)
 
 # Every version that is no longer current (creates write only `resources`; an update moves the old row here).
@@ -68,12 +73,12 @@ def _index_table(name: str, *columns: Column) -> Table:
     t = Table(
         name,
         metadata,
+        Column("rid", BigInteger().with_variant(Integer, "sqlite"), nullable=False),
         Column("res_type", String(64), nullable=False),
-        Column("res_id", String(64), nullable=False),
         Column("param", String(64), nullable=False),
         *columns,
     )
-    Index(f"ix_{name}_owner", t.c.res_type, t.c.res_id)
+    Index(f"ix_{name}_owner", t.c.rid)
     return t
 
 
@@ -89,7 +94,7 @@ Index("ix_idx_date_lookup", idx_date.c.res_type, idx_date.c.param, idx_date.c.lo
 idx_reference = _index_table(
     "idx_reference", Column("target_type", String(64)), Column("target_id", String(64)), Column("url", Text)
 )
-Index("ix_idx_reference_lookup", idx_reference.c.target_id, idx_reference.c.param, idx_reference.c.res_type)
+Index("ix_idx_reference_lookup", idx_reference.c.target_id, idx_reference.c.target_type, idx_reference.c.param)
 Index("ix_idx_reference_url", idx_reference.c.url)
 
 idx_uri = _index_table("idx_uri", Column("value", Text))
@@ -106,6 +111,9 @@ INDEX_TABLES = {
     "uri": idx_uri,
     "number": idx_number,
 }
+
+# PostgreSQL hands out rids in blocks from this sequence; SQLite's single writer counts from max(rid).
+rid_sequence = Sequence("resources_rid_seq", metadata=metadata)
 
 # Bumped in the same transaction as any write of a knowledge artifact, so every worker process
 # notices and reloads its compiled knowledge.

@@ -205,7 +205,7 @@ def _parse_include(store: Store, value: str, name: str, modifier: str, problem) 
 # ------------------------------------------------------------------ SQL
 
 def _owner(table, res_type: str):
-    return select(table.c.res_id).where(table.c.res_type == res_type)
+    return select(table.c.rid).where(table.c.res_type == res_type)
 
 
 def _prefix(value: str) -> tuple[str, str]:
@@ -275,7 +275,7 @@ def _token_match(table, value: str) -> ColumnElement:
 def _criterion_subquery(
     store: Store, res_type: str, c: Criterion, resolve_valueset: ValueSetResolver | None
 ) -> tuple[ColumnElement, bool]:
-    """-> (res_id IN-able select, negate)."""
+    """-> (rid IN-able select, negate)."""
     sp = c.param
     assert sp is not None
     expr = f"{res_type}?{c.name}"
@@ -367,7 +367,7 @@ def _where(store: Store, req: SearchRequest, resolve_valueset: ValueSetResolver 
             conds.append(or_(*[_date_cond(r.last_updated, r.last_updated, v, "_lastUpdated") for v in c.values]))
         else:
             sub, negate = _criterion_subquery(store, req.res_type, c, resolve_valueset)
-            conds.append(r.res_id.not_in(sub) if negate else r.res_id.in_(sub))
+            conds.append(r.rid.not_in(sub) if negate else r.rid.in_(sub))
     return conds
 
 
@@ -394,7 +394,7 @@ def _sort_key(req: SearchRequest, store: Store, key: str, desc: bool):
         agg = func.max(value_col) if desc else func.min(value_col)
         col = (
             select(agg)
-            .where(table.c.res_type == req.res_type, table.c.res_id == r.res_id, table.c.param == key)
+            .where(table.c.rid == r.rid, table.c.param == key)
             .scalar_subquery()
         )
     # missing values last in both directions
@@ -419,13 +419,14 @@ def execute(
             order.extend(_sort_key(req, store, key, desc))
         order.append(r.res_id)
         rows = c.execute(
-            select(r.res_id, r.version, r.last_updated, r.content)
+            select(r.res_id, r.version, r.last_updated, r.content, r.rid)
             .where(*conds)
             .order_by(*order)
             .limit(req.count)
             .offset(req.offset)
         ).all()
-        matches = [Stored(req.res_type, row[0], row[1], row[2], False, _load_content(row[3])) for row in rows]
+        matches = [Stored(req.res_type, row[0], row[1], row[2], False, _load_content(row[3]), rid=row[4])
+                   for row in rows]
         included = _includes(store, req, matches, c) if (req.include or req.revinclude) and matches else []
     return SearchResult(total, matches, included)
 
@@ -433,55 +434,41 @@ def execute(
 def _includes(store: Store, req: SearchRequest, matches: list[Stored], c: Connection) -> list[Stored]:
     ref = schema.idx_reference.c
     r = schema.resources.c
+    rids = [m.rid for m in matches]
     ids = [m.res_id for m in matches]
     seen = {(m.res_type, m.res_id) for m in matches}
-    wanted: list[tuple[str, str]] = []
+    wanted: dict[str, set[str]] = {}
     for src, param, target in req.include:
         if src not in ("*", req.res_type):
             continue
-        stmt = select(ref.target_type, ref.target_id).where(
-            ref.res_type == req.res_type, ref.res_id.in_(ids), ref.target_type.is_not(None)
-        )
+        stmt = select(ref.target_type, ref.target_id).where(ref.rid.in_(rids), ref.target_type.is_not(None))
         if param != "*":
             stmt = stmt.where(ref.param == param)
         if target:
             stmt = stmt.where(ref.target_type == target)
-        wanted.extend((t, i) for t, i in c.execute(stmt).all())
-    out: list[Stored] = []
-    by_type: dict[str, set[str]] = {}
-    for t, i in wanted:
-        if (t, i) not in seen:
-            seen.add((t, i))
-            by_type.setdefault(t, set()).add(i)
-    for t, id_set in by_type.items():
-        for row in c.execute(
-            select(r.res_id, r.version, r.last_updated, r.content).where(
-                r.res_type == t, r.res_id.in_(sorted(id_set)), r.deleted.is_(False)
-            )
-        ):
-            out.append(Stored(t, row[0], row[1], row[2], False, _load_content(row[3]), "include"))
-    for src, param, target in req.revinclude:
-        if target and target != req.res_type:
-            continue
-        stmt = select(ref.res_type, ref.res_id).where(
-            ref.target_type == req.res_type, ref.target_id.in_(ids)
-        ).distinct()
-        if src != "*":
-            stmt = stmt.where(ref.res_type == src)
-        if param != "*":
-            stmt = stmt.where(ref.param == param)
-        rev: dict[str, set[str]] = {}
         for t, i in c.execute(stmt).all():
             if (t, i) not in seen:
                 seen.add((t, i))
-                rev.setdefault(t, set()).add(i)
-        for t, id_set in rev.items():
-            for row in c.execute(
-                select(r.res_id, r.version, r.last_updated, r.content).where(
-                    r.res_type == t, r.res_id.in_(sorted(id_set)), r.deleted.is_(False)
-                )
-            ):
-                out.append(Stored(t, row[0], row[1], row[2], False, _load_content(row[3]), "include"))
+                wanted.setdefault(t, set()).add(i)
+    out: list[Stored] = []
+    cols = (r.res_type, r.res_id, r.version, r.last_updated, r.content)
+    for t, id_set in wanted.items():
+        for row in c.execute(
+            select(*cols).where(r.res_type == t, r.res_id.in_(sorted(id_set)), r.deleted.is_(False))
+        ):
+            out.append(Stored(row[0], row[1], row[2], row[3], False, _load_content(row[4]), "include"))
+    for src, param, target in req.revinclude:
+        if target and target != req.res_type:
+            continue
+        sub = select(ref.rid).where(ref.target_type == req.res_type, ref.target_id.in_(ids))
+        if src != "*":
+            sub = sub.where(ref.res_type == src)
+        if param != "*":
+            sub = sub.where(ref.param == param)
+        for row in c.execute(select(*cols).where(r.rid.in_(sub), r.deleted.is_(False))):
+            if (row[0], row[1]) not in seen:
+                seen.add((row[0], row[1]))
+                out.append(Stored(row[0], row[1], row[2], row[3], False, _load_content(row[4]), "include"))
     return out
 
 

@@ -1,0 +1,80 @@
+"""Starts the real server (gunicorn) on a free loopback port for a benchmark, and measures its memory."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, db_url: str, *, workers: int = 2, threads: int = 4, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = dict(os.environ, DATABASE_URL=db_url, PORT=str(self.port), WEB_CONCURRENCY=str(workers),
+                        THREADS=str(threads), LBP_LOAD_ARTIFACTS="false", LOG_LEVEL="warning", **(env or {}))
+        self.proc: subprocess.Popen | None = None
+        self.peak_rss_mb = 0.0
+        self._stop = threading.Event()
+
+    def __enter__(self) -> Server:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "app.wsgi:app"],
+            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if requests.get(self.base + "/healthz", timeout=1).ok:
+                    break
+            except (requests.ConnectionError, requests.Timeout):
+                time.sleep(0.2)
+        else:
+            raise RuntimeError("server did not start: " + (self.proc.stderr.read().decode() if self.proc.stderr else ""))
+        threading.Thread(target=self._sample_memory, daemon=True).start()
+        return self
+
+    def _pids(self) -> list[int]:
+        assert self.proc is not None
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
+        return [self.proc.pid, *map(int, out)]
+
+    def rss_mb(self) -> float:
+        """Resident memory of the server: master and workers together."""
+        total = 0
+        for pid in self._pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except FileNotFoundError:
+                pass
+        return total / 1024
+
+    def _sample_memory(self) -> None:
+        while not self._stop.is_set():
+            self.peak_rss_mb = max(self.peak_rss_mb, self.rss_mb())
+            time.sleep(0.2)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self.proc:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
