@@ -65,7 +65,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         log.addHandler(handler)
-        log.setLevel(logging.INFO)
+    log.setLevel(os.environ.get("LOG_LEVEL", "info").upper())
     lbp = LBP(app)
     app.extensions["lbp"] = lbp
 

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,9 +33,10 @@ class Server:
         self._stop = threading.Event()
 
     def __enter__(self) -> Server:
+        self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "app.wsgi:app"],
-            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=self.log,
         )
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -44,7 +46,8 @@ class Server:
             except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.2)
         else:
-            raise RuntimeError("server did not start: " + (self.proc.stderr.read().decode() if self.proc.stderr else ""))
+            self.log.seek(0)
+            raise RuntimeError("server did not start: " + self.log.read().decode(errors="replace")[-2000:])
         threading.Thread(target=self._sample_memory, daemon=True).start()
         return self
 
