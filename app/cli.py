@@ -78,7 +78,8 @@ def _as_bundle(body: bytes) -> tuple[bytes, int]:
     return orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries}), len(entries)
 
 
-def _progress(done: int, total: int, resources: int, started: float, stream=sys.stderr) -> None:
+def _progress(done: int, total: int, resources: int, started: float) -> None:
+    stream = sys.stderr
     width = 30
     filled = int(width * done / total) if total else width
     rate = resources / max(time.perf_counter() - started, 1e-9)

@@ -1,0 +1,118 @@
+"""The real server (gunicorn) end to end: start-up, HTTP, and crash safety of transactions."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+FHIR = {"Content-Type": "application/fhir+json"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gunicorn:
+    def __init__(self, db_url: str, tmp: Path, **env: str):
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = dict(os.environ, DATABASE_URL=db_url, PORT=str(self.port), WEB_CONCURRENCY="2", **env)
+        self.log = open(tmp / f"server-{self.port}.log", "wb")  # noqa: SIM115
+
+    def start(self, command: list[str] | None = None) -> Gunicorn:
+        cmd = command or [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "app.wsgi:app"]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self.log, stderr=self.log,
+                                     start_new_session=True)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if requests.get(self.base + "/fhir/metadata", timeout=2).ok:
+                    return self
+            except (requests.ConnectionError, requests.Timeout):
+                time.sleep(0.2)
+        self.stop()
+        raise AssertionError("server did not start")
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=20)
+        self.log.close()
+
+
+def test_lbp_serve_starts_gunicorn_loads_artifacts_and_serves_fhir(tmp_path):
+    db = f"sqlite:///{tmp_path / 'serve.db'}"
+    srv = Gunicorn(db, tmp_path).start([sys.executable, "-m", "app.cli", "serve"])
+    try:
+        cap = requests.get(srv.base + "/fhir/metadata", timeout=10).json()
+        assert cap["resourceType"] == "CapabilityStatement" and cap["fhirVersion"] == "4.0.1"
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient", "gender": "male"},
+             "request": {"method": "POST", "url": "Patient"}},
+            {"fullUrl": "urn:uuid:c", "resource": {
+                "resourceType": "Condition", "subject": {"reference": "urn:uuid:p"},
+                "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "M54.5"}]}},
+             "request": {"method": "POST", "url": "Condition"}}]}
+        r = requests.post(srv.base + "/fhir", json=bundle, headers=FHIR, timeout=30)
+        assert r.status_code == 200
+        pid = r.json()["entry"][0]["response"]["location"].split("/")[1]
+        found = requests.get(srv.base + f"/fhir/Condition?code=M54.5&patient={pid}", timeout=10).json()
+        assert found["total"] == 1
+        artifacts = requests.get(srv.base + "/fhir/CodeSystem?_summary=count", timeout=10).json()
+        assert artifacts["total"] >= 1  # the project's folders were loaded at start-up
+    finally:
+        srv.stop()
+    log = (tmp_path / f"server-{srv.port}.log").read_text()
+    assert pid not in log  # ids and queries stay out of the log
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.3, 0.8])
+def test_killed_server_leaves_whole_transaction_or_nothing(tmp_path, delay):
+    from app.store.db import Store
+
+    db = f"sqlite:///{tmp_path / 'crash.db'}"
+    srv = Gunicorn(db, tmp_path, LBP_LOAD_ARTIFACTS="false").start()
+    n = 3000
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": f"urn:uuid:{i:08d}-0000-0000-0000-000000000000",
+         "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:crash", "value": str(i)}]},
+         "request": {"method": "POST", "url": "Patient"}} for i in range(n)]}
+    outcome: dict = {}
+
+    def send():
+        try:
+            outcome["status"] = requests.post(srv.base + "/fhir", json=bundle, headers=FHIR, timeout=120).status_code
+        except requests.RequestException as exc:
+            outcome["error"] = type(exc).__name__
+
+    t = threading.Thread(target=send)
+    t.start()
+    time.sleep(delay)
+    srv.kill()
+    t.join(timeout=30)
+    srv.log.close()
+    store = Store(db)
+    with store.engine.connect() as c:
+        count = c.exec_driver_sql("SELECT count(*) FROM resources WHERE res_type = 'Patient'").scalar_one()
+        index_rows = c.exec_driver_sql(
+            "SELECT count(*) FROM idx_token WHERE res_type = 'Patient' AND param = 'identifier'").scalar_one()
+    store.dispose()
+    assert count in (0, n)
+    assert index_rows == count  # the index is never ahead of or behind the resources
+    if outcome.get("status") == 200:
+        assert count == n
