@@ -30,6 +30,7 @@ test: venv
 bench: venv
 	$(BIN)/python bench/ingest.py --shared $(SHARED)
 	$(BIN)/python bench/read.py
+	$(BIN)/python bench/validation.py
 
 conformance: venv
 	$(BIN)/lbp conformance $(SHARED)/data/hl7.fhir.r4.examples-4.0.1.tgz

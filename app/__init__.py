@@ -19,11 +19,17 @@ DEFAULTS: dict[str, Any] = {
     "FHIR_BASE_PATH": "/fhir",
     "PUBLIC_BASE_URL": None,  # absolute base for links; default: from the request
     "VALIDATE_WRITES": True,
+    # "write": R4 JSON schema + own checks on every write; "full" adds the R4B models ($validate always does)
+    "WRITE_VALIDATION_LEVEL": "write",
     "MAX_BUNDLE_ENTRIES": 5000,
     "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,
     "LOAD_ARTIFACTS": True,
     "ARTIFACT_DIRS": [str(ROOT / "valuesets"), str(ROOT / "questionnaires"), str(ROOT / "plandefinitions")],
     "DEFAULT_VARIANT": "se",
+    "AUTH_DISABLED": False,  # development only; loud in the log and the CapabilityStatement
+    "PUBLIC_KNOWLEDGE": True,  # knowledge artifacts readable without a token
+    "CLIENTS_FILE": str(ROOT / "var" / "clients.json"),
+    "AUTH_ISSUER": None,
 }
 
 
@@ -39,6 +45,9 @@ class LBP:
         self.store = Store(app.config["DATABASE_URL"])
         self.resource_types = R4_RESOURCE_TYPES
         self.knowledge = Knowledge(self.store)
+        from app.auth import Auth
+
+        self.auth = Auth(app, self.store)
 
 
 def _env_overrides() -> dict[str, Any]:
@@ -72,7 +81,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.fhir import bp as fhir_bp
     from app.fhir.errors import register_error_handlers
 
+    from app.auth.smart import bp as smart_bp
+
     app.register_blueprint(fhir_bp, url_prefix=app.config["FHIR_BASE_PATH"])
+    app.register_blueprint(smart_bp)
     register_error_handlers(app)
 
     @app.get("/healthz")

@@ -29,8 +29,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     with app.app_context():
         pass
     db = app.config["DATABASE_URL"]
-    print(f"FHIR server: http://{args.host}:{os.environ['PORT']}{app.config['FHIR_BASE_PATH']}  (database: "
-          f"{db.split('@')[-1]})", flush=True)
+    base = f"http://{args.host}:{os.environ['PORT']}"
+    print(f"FHIR server: {base}{app.config['FHIR_BASE_PATH']}  (database: {db.split('@')[-1]})", flush=True)
+    if app.extensions["lbp"].auth.disabled:
+        print("WARNING: authentication is DISABLED (LBP_AUTH_DISABLED=true)", flush=True)
+    else:
+        print("Patient data needs an access token. Register a local client and get one:\n"
+              "  .venv/bin/lbp client add demo\n"
+              f"  {_curl_line('demo', base)}", flush=True)
     app.extensions["lbp"].store.dispose()
     env = dict(os.environ, LBP_LOAD_ARTIFACTS="false")
     argv = [
@@ -39,6 +45,50 @@ def cmd_serve(args: argparse.Namespace) -> int:
     ]
     os.execve(sys.executable, argv, env)
     return 0  # pragma: no cover
+
+
+# ------------------------------------------------------------------ client
+
+def _curl_line(client_id: str, base: str) -> str:
+    return (f"curl -s {base}/auth/token -d grant_type=client_credentials -d scope='system/*.cruds' "
+            "-d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer "
+            f"-d client_assertion=$(.venv/bin/lbp client assertion {client_id} --base {base})")
+
+
+def cmd_client_add(args: argparse.Namespace) -> int:
+    from app.auth.local import register_client
+
+    app_config = _config_only()
+    pem = register_client(app_config["CLIENTS_FILE"], args.client_id, args.scope, args.key_dir, args.alg)
+    base = f"http://127.0.0.1:{os.environ.get('PORT', '8080')}"
+    print(f"registered client '{args.client_id}' (scopes: {args.scope}); private key: {pem}")
+    print("get an access token (valid 5 minutes):")
+    print(f"  {_curl_line(args.client_id, base)}")
+    return 0
+
+
+def cmd_client_assertion(args: argparse.Namespace) -> int:
+    from app.auth.local import client_assertion
+
+    pem = Path(args.key_dir) / f"{args.client_id}.pem"
+    if not pem.exists():
+        print(f"lbp client assertion: no key for '{args.client_id}' in {args.key_dir}", file=sys.stderr)
+        return 1
+    print(client_assertion(args.client_id, pem, args.base.rstrip("/") + "/auth/token"))
+    return 0
+
+
+def _config_only() -> dict:
+    """Configuration as create_app would see it, without opening the database."""
+    from flask import Flask
+
+    from app import DEFAULTS, _env_overrides
+
+    f = Flask("lbp-config")
+    f.config.update(DEFAULTS)
+    f.config.update(_env_overrides())
+    f.config.from_prefixed_env("LBP")
+    return dict(f.config)
 
 
 # ------------------------------------------------------------------ load
@@ -91,6 +141,8 @@ def _progress(done: int, total: int, resources: int, started: float) -> None:
 def cmd_load(args: argparse.Namespace) -> int:
     files = _bundle_files(args.paths)
     headers = {"Content-Type": "application/fhir+json"}
+    if args.url and args.token:
+        headers["Authorization"] = f"Bearer {args.token}"
     if args.url:
         import requests
 
@@ -103,7 +155,12 @@ def cmd_load(args: argparse.Namespace) -> int:
         config = {"LOAD_ARTIFACTS": False}
         if args.no_validate:
             config["VALIDATE_WRITES"] = False
-        client = _app(**config).test_client()
+        app = _app(**config)
+        # The operator on this machine writes with a token of its own, so the audit trail names it.
+        with app.app_context():
+            token = app.extensions["lbp"].auth.tokens.mint("lbp-cli (local operator)", "system/*.cruds", 3600)
+        headers["Authorization"] = f"Bearer {token}"
+        client = app.test_client()
 
         def post(body: bytes):
             r = client.post("/fhir", data=body, headers=headers)
@@ -240,9 +297,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("paths", nargs="+")
     p.add_argument("--url", help="FHIR base of a running server (default: write to the database directly "
                                  "through the same code path)")
+    p.add_argument("--token", default=os.environ.get("LBP_TOKEN"), help="access token for --url (or LBP_TOKEN)")
     p.add_argument("--no-validate", action="store_true", help="skip validation (bulk loads of trusted data)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_load)
+
+    p = sub.add_parser("client", help="register local system clients (SMART Backend Services)")
+    csub = p.add_subparsers(dest="client_command", required=True)
+    key_dir = str(ROOT / "var" / "keys")
+    c = csub.add_parser("add", help="generate a key pair, register the public key, print how to get a token")
+    c.add_argument("client_id")
+    c.add_argument("--scope", default="system/*.cruds")
+    c.add_argument("--alg", choices=["ES384", "RS384"], default="ES384")
+    c.add_argument("--key-dir", default=key_dir)
+    c.set_defaults(func=cmd_client_add)
+    c = csub.add_parser("assertion", help="print a signed client assertion (JWT, 4 minutes) for the token endpoint")
+    c.add_argument("client_id")
+    c.add_argument("--base", default=f"http://127.0.0.1:{os.environ.get('PORT', '8080')}")
+    c.add_argument("--key-dir", default=key_dir)
+    c.set_defaults(func=cmd_client_assertion)
 
     p = sub.add_parser("validate", help="validate resource files; exit status 1 on errors")
     p.add_argument("paths", nargs="+")

@@ -37,15 +37,45 @@ def sqlite_url(tmp_path):
     return f"sqlite:///{tmp_path / 'test.db'}"
 
 
+ADMIN = "test-admin"
+
+
 @pytest.fixture
-def app(db_url):
-    application = create_app({"DATABASE_URL": db_url, "LOAD_ARTIFACTS": False, "TESTING": True})
+def app(db_url, tmp_path):
+    from app.auth.local import register_client
+
+    clients = tmp_path / "clients.json"
+    register_client(clients, ADMIN, "system/*.cruds", tmp_path / "keys")
+    application = create_app({"DATABASE_URL": db_url, "LOAD_ARTIFACTS": False, "TESTING": True,
+                              "CLIENTS_FILE": str(clients)})
+    application.config["TEST_KEY_DIR"] = str(tmp_path / "keys")
     yield application
     application.extensions["lbp"].store.dispose()
 
 
+def get_token(app, client_id: str = ADMIN, scope: str = "system/*.cruds") -> str:
+    """A real access token through the token endpoint (SMART Backend Services)."""
+    from pathlib import Path
+
+    from app.auth.local import token_request
+
+    pem = Path(app.config["TEST_KEY_DIR"]) / f"{client_id}.pem"
+    r = app.test_client().post("/auth/token", data=token_request(client_id, pem, "http://localhost/auth/token",
+                                                                  scope))
+    assert r.status_code == 200, r.get_json()
+    return r.get_json()["access_token"]
+
+
 @pytest.fixture
 def client(app):
+    """A test client whose requests carry an admin access token (system/*.cruds)."""
+    c = app.test_client()
+    c.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {get_token(app)}"
+    return c
+
+
+@pytest.fixture
+def anonymous(app):
     return app.test_client()
 
 

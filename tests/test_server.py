@@ -55,12 +55,32 @@ class Gunicorn:
         self.log.close()
 
 
+def _lbp(*args: str, env: dict) -> str:
+    out = subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
 def test_lbp_serve_starts_gunicorn_loads_artifacts_and_serves_fhir(tmp_path):
     db = f"sqlite:///{tmp_path / 'serve.db'}"
-    srv = Gunicorn(db, tmp_path).start([sys.executable, "-m", "app.cli", "serve"])
+    clients = str(tmp_path / "clients.json")
+    srv = Gunicorn(db, tmp_path, LBP_CLIENTS_FILE=clients).start([sys.executable, "-m", "app.cli", "serve"])
     try:
         cap = requests.get(srv.base + "/fhir/metadata", timeout=10).json()
         assert cap["resourceType"] == "CapabilityStatement" and cap["fhirVersion"] == "4.0.1"
+        assert requests.get(srv.base + "/fhir/Patient", timeout=10).status_code == 401
+        # the README's two commands: register a client, then get a token with its signed assertion
+        env = dict(srv.env)
+        printed = _lbp("client", "add", "demo", "--key-dir", str(tmp_path / "keys"), env=env)
+        assert "curl -s" in printed and "/auth/token" in printed
+        assertion = _lbp("client", "assertion", "demo", "--key-dir", str(tmp_path / "keys"), "--base", srv.base,
+                         env=env).strip()
+        token = requests.post(srv.base + "/auth/token", data={
+            "grant_type": "client_credentials", "scope": "system/*.cruds",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion}, timeout=10).json()["access_token"]
+        FHIR["Authorization"] = f"Bearer {token}"
         bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
             {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient", "gender": "male"},
              "request": {"method": "POST", "url": "Patient"}},
@@ -71,14 +91,16 @@ def test_lbp_serve_starts_gunicorn_loads_artifacts_and_serves_fhir(tmp_path):
         r = requests.post(srv.base + "/fhir", json=bundle, headers=FHIR, timeout=30)
         assert r.status_code == 200
         pid = r.json()["entry"][0]["response"]["location"].split("/")[1]
-        found = requests.get(srv.base + f"/fhir/Condition?code=M54.5&patient={pid}", timeout=10).json()
+        found = requests.get(srv.base + f"/fhir/Condition?code=M54.5&patient={pid}", headers=FHIR,
+                             timeout=10).json()
         assert found["total"] == 1
         artifacts = requests.get(srv.base + "/fhir/CodeSystem?_summary=count", timeout=10).json()
         assert artifacts["total"] >= 1  # the project's folders were loaded at start-up
     finally:
         srv.stop()
+        FHIR.pop("Authorization", None)
     log = (tmp_path / f"server-{srv.port}.log").read_text()
-    assert pid not in log  # ids and queries stay out of the log
+    assert pid not in log and token not in log  # ids, queries and tokens stay out of the log
 
 
 @pytest.mark.parametrize("delay", [0.05, 0.3, 0.8])
@@ -86,7 +108,7 @@ def test_killed_server_leaves_whole_transaction_or_nothing(tmp_path, delay):
     from app.store.db import Store
 
     db = f"sqlite:///{tmp_path / 'crash.db'}"
-    srv = Gunicorn(db, tmp_path, LBP_LOAD_ARTIFACTS="false").start()
+    srv = Gunicorn(db, tmp_path, LBP_LOAD_ARTIFACTS="false", LBP_AUTH_DISABLED="true").start()
     n = 3000
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"fullUrl": f"urn:uuid:{i:08d}-0000-0000-0000-000000000000",

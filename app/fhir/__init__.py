@@ -1,7 +1,12 @@
-"""The FHIR REST API blueprint: maps URLs to the interaction modules."""
+"""The FHIR REST API blueprint: maps URLs to the interaction modules, with access checks and audit."""
 from __future__ import annotations
 
-from flask import Blueprint, request
+from flask import Blueprint, jsonify, request
+
+from app import auth as access
+from app.auth import audit
+from app.auth.smart import smart_configuration
+from app.errors import FHIRError
 
 from . import capability, history, read, search, transaction, write
 from .http import check_format
@@ -14,6 +19,13 @@ load_all()
 @bp.before_request
 def _negotiate() -> None:
     check_format()
+    access.authenticate()
+
+
+@bp.after_request
+def _audit(response):
+    audit.record(response)
+    return response
 
 
 @bp.route("/metadata", methods=["GET"])
@@ -21,14 +33,22 @@ def metadata():
     return capability.metadata()
 
 
+@bp.route("/.well-known/smart-configuration", methods=["GET"])
+def well_known():
+    return jsonify(smart_configuration())
+
+
 @bp.route("", methods=["POST"])
 @bp.route("/", methods=["POST"])
 def system_bundle():
+    access.note().interaction = "transaction"
     return transaction.process_bundle()
 
 
 @bp.route("/_history", methods=["GET"])
 def system_history():
+    access.note().interaction = "history-system"
+    access.require("*", "s")  # spans every type: only a wildcard scope covers it
     return history.history()
 
 
@@ -37,22 +57,33 @@ def system_operation(op: str):
     return dispatch(op)
 
 
-@bp.route("/<rtype>", methods=["GET", "POST", "PUT"])
+@bp.route("/<rtype>", methods=["GET", "POST", "PUT", "DELETE"])
 def type_level(rtype: str):
     if request.method == "GET":
+        access.require_interaction("search-type", rtype)
+        access.note().query = request.query_string.decode()
         return search.search(rtype)
     if request.method == "PUT":
+        access.require_interaction("update", rtype)
         return write.conditional_update(rtype)
+    if request.method == "DELETE":
+        access.require_interaction("delete", rtype)
+        return write.conditional_delete(rtype)
+    access.require_interaction("create", rtype)
     return write.create(rtype)
 
 
 @bp.route("/<rtype>/_search", methods=["POST", "GET"])
 def type_search(rtype: str):
+    access.require_interaction("search-type", rtype)
+    access.note().query = request.query_string.decode() + (
+        "&" + request.get_data(as_text=True) if request.method == "POST" else "")
     return search.search(rtype)
 
 
 @bp.route("/<rtype>/_history", methods=["GET"])
 def type_history(rtype: str):
+    access.require_interaction("history-type", rtype)
     return history.history(rtype)
 
 
@@ -61,26 +92,35 @@ def instance_level(rtype: str, rid: str):
     if rid.startswith("$"):
         return dispatch(rid[1:], rtype)
     if request.method == "GET":
+        access.require_interaction("read", rtype)
+        audit.add_entities(f"{rtype}/{rid}")
         return read.read(rtype, rid)
     if request.method == "PUT":
+        access.require_interaction("update", rtype)
+        audit.add_entities(f"{rtype}/{rid}")
         return write.update(rtype, rid)
     if request.method == "DELETE":
+        access.require_interaction("delete", rtype)
+        audit.add_entities(f"{rtype}/{rid}")
         return write.delete(rtype, rid)
-    from app.errors import FHIRError
-
     raise FHIRError("not-supported", "POST on an instance is only for operations", f"{rtype}.id", status=405)
 
 
 @bp.route("/<rtype>/<rid>/$<op>", methods=["GET", "POST"])
 def instance_operation(rtype: str, rid: str, op: str):
+    audit.add_entities(f"{rtype}/{rid}")
     return dispatch(op, rtype, rid)
 
 
 @bp.route("/<rtype>/<rid>/_history", methods=["GET"])
 def instance_history(rtype: str, rid: str):
+    access.require_interaction("history-instance", rtype)
+    audit.add_entities(f"{rtype}/{rid}")
     return history.history(rtype, rid)
 
 
 @bp.route("/<rtype>/<rid>/_history/<vid>", methods=["GET"])
 def version_read(rtype: str, rid: str, vid: str):
+    access.require_interaction("vread", rtype)
+    audit.add_entities(f"{rtype}/{rid}")
     return read.vread(rtype, rid, vid)

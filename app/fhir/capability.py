@@ -25,7 +25,29 @@ def metadata():
 
 def capability_statement(base: str) -> dict:
     lbp = current_app.extensions["lbp"]
-    return _build(base, tuple(sorted(lbp.resource_types)), tuple(sorted(OPERATIONS)))
+    statement = dict(_build(base, tuple(sorted(lbp.resource_types)), tuple(sorted(OPERATIONS))))
+    rest = dict(statement["rest"][0])
+    rest["security"] = _security(base, lbp.auth)
+    statement["rest"] = [rest]
+    return statement
+
+
+def _security(base: str, auth) -> dict:
+    root = base.rsplit(current_app.config["FHIR_BASE_PATH"], 1)[0]
+    if auth.disabled:
+        return {"cors": True, "description": "WARNING: AUTHENTICATION IS DISABLED on this server "
+                                             "(LBP_AUTH_DISABLED=true). Anyone can read and write patient data."}
+    return {
+        "cors": True,
+        "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                 "code": "SMART-on-FHIR"}], "text": "SMART Backend Services (client credentials, "
+                                                                    "private_key_jwt with ES384 or RS384)"}],
+        "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                       "extension": [{"url": "token", "valueUri": root + "/auth/token"}]}],
+        "description": "Bearer access tokens from the token endpoint; SMART v2 (system/Type.cruds) and v1 "
+                       "(system/Type.read|write) scopes. Knowledge artifacts are readable without a token"
+                       + ("" if auth.public_knowledge else " only with a token") + "; patient data never.",
+    }
 
 
 @lru_cache(maxsize=4)

@@ -4,7 +4,8 @@ from __future__ import annotations
 from flask import current_app, request
 
 from app.errors import FHIRError
-from app.store.db import Stored, http_date
+from app.auth import audit
+from app.store.db import KNOWLEDGE_TYPES, Stored, http_date
 
 from .http import check_id, check_type, fhir_response, resource_response
 
@@ -28,6 +29,7 @@ def read(res_type: str, res_id: str):
         raise _gone(stored)
     if request.headers.get("If-None-Match") == stored.etag:
         return fhir_response(b"", 304, {"ETag": stored.etag})
+    _audit_patient(stored)
     return resource_response(stored)
 
 
@@ -41,4 +43,10 @@ def vread(res_type: str, res_id: str, vid: str):
         raise FHIRError("not-found", f"{res_type}/{res_id} has no version {vid}", f"{res_type}.meta.versionId")
     if stored.deleted:
         raise _gone(stored)
+    _audit_patient(stored)
     return resource_response(stored)
+
+
+def _audit_patient(stored: Stored) -> None:
+    if stored.res_type not in KNOWLEDGE_TYPES and stored.content is not None:
+        audit.add_entities(*audit.patient_refs(stored.resource()))

@@ -6,8 +6,11 @@ from urllib.parse import urlencode
 import orjson
 from flask import current_app, request
 
+from app import auth as access
+from app.auth import audit
 from app.errors import FHIRError, Issue, operation_outcome
 from app.store import search as engine
+from app.store.db import KNOWLEDGE_TYPES
 
 from .http import base_url, check_type, fhir_response, strict_handling
 
@@ -32,7 +35,16 @@ def search_bundle(res_type: str, items: list[tuple[str, str]]):
     result = engine.execute(lbp.store, req, resolve_valueset=lbp.knowledge.valueset_codes)
     base = base_url()
     entries = []
-    for stored in result.matches + result.included:
+    # _include/_revinclude return only what the token may read; the rest is left out, not leaked
+    included = [s for s in result.included if access.allowed(s.res_type, "r") or access.allowed(s.res_type, "s")]
+    withheld = len(result.included) - len(included)
+    if withheld:
+        req.warnings.append(Issue("information", "suppressed",
+                                  f"{withheld} included resource(s) left out: the access token does not cover them",
+                                  [f"{res_type}?_include"]))
+    for stored in result.matches + included:
+        if stored.res_type not in KNOWLEDGE_TYPES:
+            audit.add_entities(f"{stored.res_type}/{stored.res_id}")
         resource = _shape(stored.content, req)
         entries.append({
             "fullUrl": f"{base}/{stored.res_type}/{stored.res_id}",

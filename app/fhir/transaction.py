@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 
 from flask import current_app, request
 
+from app import auth as access
 from app.errors import FHIRError
 from app.store.db import Stored, Transaction, instant, new_id
 from app.store.indexing import extract
@@ -61,9 +62,22 @@ def process_bundle():
         raise FHIRError("too-costly", f"The Bundle has {len(raw_entries)} entries; this server takes at most {limit}",
                         "Bundle.entry", status=413)
     entries = [_parse_entry(i, e, kind) for i, e in enumerate(raw_entries)]
+    access.note().interaction = kind
     if kind == "transaction":
+        for e in entries:  # one forbidden entry refuses the whole transaction, before anything is written
+            _authorize(e)
         return _respond(_transaction(entries), "transaction-response")
     return _respond(_batch(entries), "batch-response")
+
+
+def _authorize(e: Entry) -> None:
+    path, _, query = e.url.partition("?")
+    rtype = path.strip("/").split("/")[0]
+    if e.method == "GET":
+        permission = "s" if (query or "/" not in path.strip("/")) else "r"
+    else:
+        permission = {"POST": "c", "PUT": "u", "DELETE": "d"}[e.method]
+    access.require(rtype, permission, f"{e.where}.request")
 
 
 def _parse_entry(index: int, raw: Any, kind: str) -> Entry:
@@ -350,6 +364,7 @@ def _batch(entries: list[Entry]) -> list[Entry]:
     lbp = current_app.extensions["lbp"]
     for e in entries:
         try:
+            _authorize(e)
             if e.method == "GET":
                 e.out_resource, status = _get(e, None)
                 e.response = {"status": status}

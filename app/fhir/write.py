@@ -63,9 +63,9 @@ def prepare(
     if validate is None:
         validate = current_app.config["VALIDATE_WRITES"]
     if validate:
-        from app.validation import validate_resource
+        from app.validation import validate_at_level
 
-        issues = validate_resource(resource)
+        issues = validate_at_level(resource, current_app.config["WRITE_VALIDATION_LEVEL"])
         errors = [i for i in issues if i.is_error]
         if errors:
             raise _at(FHIRError("invalid", errors[0].text, issues=errors), where)
@@ -178,8 +178,31 @@ def delete(res_type: str, res_id: str):
     )
 
 
+def conditional_delete(res_type: str):
+    check_type(res_type)
+    store = current_app.extensions["lbp"].store
+    with store.transaction() as tx:
+        ids = conditional_ids(res_type, request.query_string.decode(), tx.conn)
+        if len(ids) > 1:
+            raise FHIRError("multiple-matches", "The conditional delete matches more than one resource",
+                            f"{res_type}?", status=412)
+        stored = tx.delete(res_type, ids[0]) if ids else None
+    if stored is not None:
+        after_write([stored])
+    text = f"Deleted {res_type}/{ids[0]}" if stored is not None else "No resource matched; nothing deleted"
+    return fhir_response({"resourceType": "OperationOutcome", "issue": [Issue(
+        "information", "informational", text, [f"{res_type}?"]).to_fhir()]}, 200)
+
+
 def after_write(written) -> None:
-    """Let this process see knowledge changes at once (other workers follow the epoch)."""
+    """Audit what was written; let this process see knowledge changes at once (other workers follow the epoch)."""
+    from app.auth import audit
+
+    for s in written:
+        if s.res_type not in KNOWLEDGE_TYPES:
+            audit.add_entities(f"{s.res_type}/{s.res_id}")
+            if s.content is not None:
+                audit.add_entities(*audit.patient_refs(s.resource()))
     lbp = current_app.extensions["lbp"]
     if any(s.res_type in KNOWLEDGE_TYPES for s in written):
         lbp.knowledge.refresh(force=True)

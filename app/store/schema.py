@@ -123,3 +123,21 @@ knowledge_epoch = Table(
     Column("id", Integer, primary_key=True),
     Column("epoch", Integer, nullable=False),
 )
+
+# The server's signing key for access tokens, shared by every worker.
+auth_keys = Table(
+    "auth_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("private_pem", Text, nullable=False),
+    Column("created", Float, nullable=False),
+)
+
+# Client assertion ids seen, until they expire (replay protection across workers).
+auth_jti = Table(
+    "auth_jti",
+    metadata,
+    Column("jti", String(255), primary_key=True),
+    Column("client_id", String(255), nullable=False),
+    Column("expires", Float, nullable=False),
+)

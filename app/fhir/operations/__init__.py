@@ -21,6 +21,7 @@ class Operation:
     definition: str = ""  # canonical of the OperationDefinition
     documentation: str = ""
     methods: tuple[str, ...] = field(default=("POST",))
+    permission: str = "r"  # SMART permission letter needed on the type (instance: that resource's type)
 
 
 OPERATIONS: dict[str, Operation] = {}
@@ -51,6 +52,10 @@ def dispatch(name: str, res_type: str | None = None, res_id: str | None = None):
     if not ok:
         raise FHIRError("not-supported", f"Operation ${name} is not available at {level} level"
                         + (f" for {res_type}" if res_type else ""), where, status=404)
+    from app import auth as access
+
+    access.note().interaction = "operation"
+    access.require(res_type or "*", op.permission, where)
     if request.method not in op.methods:
         raise FHIRError("not-supported", f"${name} takes {' or '.join(op.methods)}", where, status=405)
     return op.handler(res_type=res_type, res_id=res_id)

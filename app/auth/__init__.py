@@ -1,0 +1,120 @@
+"""Access control for the FHIR API: bearer tokens, SMART scopes per interaction, and the audit trail.
+
+On by default. Knowledge artifacts may be read and searched without a token when the deployment allows
+it (`LBP_PUBLIC_KNOWLEDGE`, default on); patient data never. `LBP_AUTH_DISABLED=true` switches checks
+off for development; it is logged at every start and stated in the CapabilityStatement.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, current_app, g, request
+
+from app.errors import FHIRError
+from app.store.db import KNOWLEDGE_TYPES
+
+from .clients import ClientRegistry
+from .scopes import PERMISSION, Scopes
+from .tokens import AuthError, Principal, TokenService
+
+log = logging.getLogger("lbp")
+
+
+@dataclass
+class AuditNote:
+    """What the current request touched, for its AuditEvent."""
+
+    interaction: str = ""
+    action: str = "E"
+    resource_type: str | None = None
+    entities: list[str] = field(default_factory=list)  # references: Type/id
+    query: str | None = None
+    sensitive: bool = False  # touches patient data (or was refused)
+
+
+class Auth:
+    def __init__(self, app: Flask, store: Any):
+        self.disabled = bool(app.config["AUTH_DISABLED"])
+        self.public_knowledge = bool(app.config["PUBLIC_KNOWLEDGE"])
+        self.clients = ClientRegistry(app.config["CLIENTS_FILE"])
+        self.tokens = TokenService(store, self.clients, issuer=app.config.get("AUTH_ISSUER") or "lbp-pathway")
+        if self.disabled:
+            log.warning("AUTHENTICATION IS DISABLED (LBP_AUTH_DISABLED=true): anyone can read and write "
+                        "patient data. Development only.")
+
+
+def auth() -> Auth:
+    return current_app.extensions["lbp"].auth
+
+
+def note() -> AuditNote:
+    if "audit" not in g:
+        g.audit = AuditNote()
+    return g.audit
+
+
+def authenticate() -> Principal | None:
+    """Reads the bearer token, if any. A token that is present but not valid is refused (401)."""
+    header = request.headers.get("Authorization", "")
+    if not header:
+        g.principal = None
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise unauthorized("invalid_request", "Authorization must be a Bearer token")
+    try:
+        g.principal = auth().tokens.principal(token.strip())
+    except AuthError as err:
+        raise unauthorized(err.error, err.description) from None
+    return g.principal
+
+
+def unauthorized(error: str, description: str) -> FHIRError:
+    note().sensitive = True
+    return FHIRError("login", description, "Authorization", status=401, headers={
+        "WWW-Authenticate": f'Bearer realm="lbp-pathway", error="{error}", '
+                            f'error_description="{description.replace(chr(34), chr(39))}"'})
+
+
+def allowed(resource_type: str, permission: str) -> bool:
+    a = auth()
+    if a.disabled:
+        return True
+    if permission in ("r", "s") and resource_type in KNOWLEDGE_TYPES and a.public_knowledge:
+        return True
+    principal: Principal | None = g.get("principal")
+    return principal is not None and Scopes(principal.scope).allows(resource_type, permission)
+
+
+def require(resource_type: str, permission: str, where: str | None = None) -> None:
+    """Refuse (401 without a token, 403 without the scope) unless `permission` holds on `resource_type`."""
+    n = note()
+    if resource_type not in KNOWLEDGE_TYPES:
+        n.sensitive = True
+    if allowed(resource_type, permission):
+        return
+    if g.get("principal") is None and not auth().disabled:
+        raise unauthorized("invalid_token", "An access token is required for this request")
+    n.sensitive = True
+    raise FHIRError("forbidden", f"The access token's scopes do not allow '{permission}' on {resource_type}",
+                    where or resource_type, status=403)
+
+
+def require_interaction(interaction: str, resource_type: str, where: str | None = None) -> None:
+    n = note()
+    n.interaction = interaction
+    n.resource_type = resource_type
+    n.action = {"c": "C", "r": "R", "s": "R", "u": "U", "d": "D"}[PERMISSION[interaction]]
+    require(resource_type, PERMISSION[interaction], where)
+
+
+def client_id() -> str:
+    principal: Principal | None = g.get("principal")
+    if principal is not None:
+        return principal.client_id
+    return "anonymous (authentication disabled)" if auth().disabled else "anonymous"
+
+
+__all__ = ["Auth", "AuthError", "allowed", "authenticate", "note", "require", "require_interaction"]

@@ -1,0 +1,176 @@
+"""SMART Backend Services: client assertions in, short-lived access tokens out (PyJWT + cryptography).
+
+https://hl7.org/fhir/smart-app-launch/backend-services.html
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from app.store import schema
+from app.store.db import Store
+
+from .clients import ClientRegistry
+from .scopes import granted
+
+ASSERTION_ALGORITHMS = ("ES384", "RS384")
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+MAX_ASSERTION_LIFETIME = 300
+ACCESS_TOKEN_SECONDS = 300
+LEEWAY = 30
+
+
+class AuthError(Exception):
+    """Token endpoint or bearer token problem; `error` is the OAuth error code."""
+
+    def __init__(self, error: str, description: str, status: int = 400):
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.status = status
+
+
+@dataclass
+class Principal:
+    client_id: str
+    scope: str
+    expires: float
+
+
+class TokenService:
+    def __init__(self, store: Store, clients: ClientRegistry, issuer: str):
+        self.store = store
+        self.clients = clients
+        self.issuer = issuer
+        self._key: ec.EllipticCurvePrivateKey | None = None
+        self._kid = ""
+        self._verified: dict[str, Principal] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ the server's key
+    def _signing_key(self) -> tuple[ec.EllipticCurvePrivateKey, str]:
+        if self._key is None:
+            k = schema.auth_keys.c
+            with self.store.engine.connect() as conn:
+                row = conn.execute(select(k.kid, k.private_pem).order_by(k.created.desc())).first()
+            if row is None:
+                key = ec.generate_private_key(ec.SECP384R1())
+                pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption()).decode()
+                kid = uuid.uuid4().hex
+                try:
+                    with self.store.transaction() as tx:
+                        tx.conn.execute(insert(schema.auth_keys).values(kid=kid, private_pem=pem, created=time.time()))
+                except IntegrityError:
+                    pass
+                with self.store.engine.connect() as conn:
+                    row = conn.execute(select(k.kid, k.private_pem).order_by(k.created.desc())).first()
+            assert row is not None
+            loaded = serialization.load_pem_private_key(row[1].encode(), password=None)
+            assert isinstance(loaded, ec.EllipticCurvePrivateKey)
+            self._key, self._kid = loaded, row[0]
+        return self._key, self._kid
+
+    # ------------------------------------------------------------ token endpoint
+    def exchange(self, form: dict[str, str], token_url: str) -> dict[str, Any]:
+        if form.get("grant_type") != "client_credentials":
+            raise AuthError("unsupported_grant_type", "grant_type must be client_credentials")
+        if form.get("client_assertion_type") != ASSERTION_TYPE:
+            raise AuthError("invalid_request", f"client_assertion_type must be {ASSERTION_TYPE}")
+        assertion = form.get("client_assertion") or ""
+        client_id = self.verify_assertion(assertion, token_url)
+        client = self.clients.get(client_id)
+        assert client is not None
+        requested = form.get("scope") or ""
+        scope = granted(requested, client.scope) if requested else client.scope
+        if not scope:
+            raise AuthError("invalid_scope", "None of the requested scopes is allowed for this client")
+        token = self.mint(client_id, scope)
+        return {"access_token": token, "token_type": "bearer", "expires_in": ACCESS_TOKEN_SECONDS, "scope": scope}
+
+    def mint(self, client_id: str, scope: str, seconds: int = ACCESS_TOKEN_SECONDS) -> str:
+        """An access token signed with the server's key (the token endpoint, and local operator tools)."""
+        key, kid = self._signing_key()
+        now = int(time.time())
+        return jwt.encode(
+            {"iss": self.issuer, "sub": client_id, "aud": self.issuer, "scope": scope, "iat": now,
+             "exp": now + seconds, "jti": uuid.uuid4().hex},
+            key, algorithm="ES384", headers={"kid": kid},
+        )
+
+    def verify_assertion(self, assertion: str, token_url: str) -> str:
+        try:
+            header = jwt.get_unverified_header(assertion)
+            unverified = jwt.decode(assertion, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise AuthError("invalid_client", "client_assertion is not a JWT", 401) from None
+        alg = header.get("alg")
+        if alg not in ASSERTION_ALGORITHMS:
+            raise AuthError("invalid_client", f"alg {alg} is not accepted; use ES384 or RS384", 401)
+        client_id = unverified.get("iss")
+        if not isinstance(client_id, str) or unverified.get("sub") != client_id:
+            raise AuthError("invalid_client", "iss and sub must both be the client_id", 401)
+        client = self.clients.get(client_id)
+        if client is None:
+            raise AuthError("invalid_client", "unknown client", 401)
+        key = client.key_for(header.get("kid"), alg)
+        if key is None:
+            raise AuthError("invalid_client", "no registered key matches kid and alg", 401)
+        try:
+            claims = jwt.decode(
+                assertion, key, algorithms=[alg], audience=token_url, issuer=client_id, leeway=LEEWAY,
+                options={"require": ["iss", "sub", "aud", "exp", "jti"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise AuthError("invalid_client", f"client_assertion rejected: {type(exc).__name__}", 401) from None
+        now = time.time()
+        if claims["exp"] > now + MAX_ASSERTION_LIFETIME + LEEWAY:
+            raise AuthError("invalid_client", "client_assertion exp is more than 5 minutes ahead", 401)
+        self._remember_jti(str(claims["jti"]), client_id, float(claims["exp"]))
+        return client_id
+
+    def _remember_jti(self, jti: str, client_id: str, expires: float) -> None:
+        j = schema.auth_jti.c
+        try:
+            with self.store.transaction() as tx:
+                tx.conn.execute(delete(schema.auth_jti).where(j.expires < time.time() - LEEWAY))
+                tx.conn.execute(insert(schema.auth_jti).values(jti=jti, client_id=client_id, expires=expires))
+        except IntegrityError:
+            raise AuthError("invalid_client", "client_assertion jti was already used", 401) from None
+
+    # ------------------------------------------------------------ bearer tokens
+    def principal(self, token: str) -> Principal:
+        """The verified access token's client and scope; verified once, then cached until it expires."""
+        cache_key = hashlib.sha256(token.encode()).hexdigest()
+        hit = self._verified.get(cache_key)
+        now = time.time()
+        if hit is not None and hit.expires > now:
+            return hit
+        key, _ = self._signing_key()
+        try:
+            claims = jwt.decode(token, key.public_key(), algorithms=["ES384"], audience=self.issuer,
+                                issuer=self.issuer, options={"require": ["exp", "sub", "scope"]})
+        except jwt.PyJWTError as exc:
+            raise AuthError("invalid_token", f"access token rejected: {type(exc).__name__}", 401) from None
+        p = Principal(claims["sub"], claims["scope"], float(claims["exp"]))
+        with self._lock:
+            if len(self._verified) > 10_000:
+                self._verified = {k: v for k, v in self._verified.items() if v.expires > now}
+            self._verified[cache_key] = p
+        return p
+
+    def jwks(self) -> dict[str, Any]:
+        key, kid = self._signing_key()
+        jwk = jwt.algorithms.ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
+        jwk.update({"kid": kid, "alg": "ES384", "use": "sig"})
+        return {"keys": [jwk]}
