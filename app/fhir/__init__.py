@@ -92,16 +92,16 @@ def instance_level(rtype: str, rid: str):
     if rid.startswith("$"):
         return dispatch(rid[1:], rtype)
     if request.method == "GET":
-        access.require_interaction("read", rtype)
         audit.add_entities(f"{rtype}/{rid}")
+        access.require_interaction("read", rtype)
         return read.read(rtype, rid)
     if request.method == "PUT":
-        access.require_interaction("update", rtype)
         audit.add_entities(f"{rtype}/{rid}")
+        access.require_interaction("update", rtype)
         return write.update(rtype, rid)
     if request.method == "DELETE":
-        access.require_interaction("delete", rtype)
         audit.add_entities(f"{rtype}/{rid}")
+        access.require_interaction("delete", rtype)
         return write.delete(rtype, rid)
     raise FHIRError("not-supported", "POST on an instance is only for operations", f"{rtype}.id", status=405)
 
@@ -114,13 +114,13 @@ def instance_operation(rtype: str, rid: str, op: str):
 
 @bp.route("/<rtype>/<rid>/_history", methods=["GET"])
 def instance_history(rtype: str, rid: str):
-    access.require_interaction("history-instance", rtype)
     audit.add_entities(f"{rtype}/{rid}")
+    access.require_interaction("history-instance", rtype)
     return history.history(rtype, rid)
 
 
 @bp.route("/<rtype>/<rid>/_history/<vid>", methods=["GET"])
 def version_read(rtype: str, rid: str, vid: str):
-    access.require_interaction("vread", rtype)
     audit.add_entities(f"{rtype}/{rid}")
+    access.require_interaction("vread", rtype)
     return read.vread(rtype, rid, vid)

@@ -43,9 +43,9 @@ def search_bundle(res_type: str, items: list[tuple[str, str]]):
                                   f"{withheld} included resource(s) left out: the access token does not cover them",
                                   [f"{res_type}?_include"]))
     for stored in result.matches + included:
-        if stored.res_type not in KNOWLEDGE_TYPES:
-            audit.add_entities(f"{stored.res_type}/{stored.res_id}")
         resource = _shape(stored.content, req)
+        if stored.res_type not in KNOWLEDGE_TYPES:
+            audit.add_entities(f"{stored.res_type}/{stored.res_id}", *audit.patient_refs(resource))
         entries.append({
             "fullUrl": f"{base}/{stored.res_type}/{stored.res_id}",
             "resource": resource,
