@@ -1,4 +1,9 @@
-"""Read benchmark: single-resource read latency over HTTP (gunicorn), beside /healthz measured in the same run."""
+"""Read benchmark: single-resource read latency over HTTP (gunicorn).
+
+Measured in one run: /healthz (the floor), a read with authentication disabled (the unauthenticated
+read), and the same read with a bearer token (token verification plus scope check). Every patient-data
+read also writes its AuditEvent, in both configurations.
+"""
 from __future__ import annotations
 
 import statistics
@@ -30,21 +35,36 @@ def pct(values: list[float], p: float) -> float:
     return sorted(values)[min(len(values) - 1, int(len(values) * p))]
 
 
-def main() -> int:
-    with tempfile.TemporaryDirectory() as tmp, Server(f"sqlite:///{tmp}/read.db") as srv:
+def measure(db: str, *, auth: bool) -> tuple[list[float], list[float]]:
+    env = {"LBP_AUTH_DISABLED": "false" if auth else "true", "LBP_CLIENTS_FILE": db + ".clients.json"}
+    with Server(f"sqlite:///{db}", env=env) as srv:
         s = requests.Session()
+        if auth:
+            from app.auth.local import register_client, token_request
+
+            pem = register_client(env["LBP_CLIENTS_FILE"], "bench", "system/*.cruds", db + ".keys")
+            tok = s.post(srv.base + "/auth/token", data=token_request("bench", pem, srv.base + "/auth/token",
+                                                                      "system/*.cruds")).json()["access_token"]
+            s.headers["Authorization"] = f"Bearer {tok}"
         body = {"resourceType": "Patient", "name": [{"family": "Bench"}], "birthDate": "1970-01-01"}
         r = s.post(srv.base + "/fhir/Patient", json=body, headers={"Content-Type": "application/fhir+json"})
         pid = r.json()["id"]
         for _ in range(200):  # warm-up: connections, caches
             s.get(srv.base + f"/fhir/Patient/{pid}")
             s.get(srv.base + "/healthz")
-        floor = timed(s, srv.base + "/healthz", N)
-        reads = timed(s, srv.base + f"/fhir/Patient/{pid}", N)
-        med_floor, med_read = statistics.median(floor), statistics.median(reads)
-        print(f"GET /healthz (floor):      p50 {med_floor:.2f} ms  p99 {pct(floor, 0.99):.2f} ms")
-        print(f"GET /fhir/Patient/{{id}}:    p50 {med_read:.2f} ms  p99 {pct(reads, 0.99):.2f} ms  "
-              f"({med_read / med_floor:.1f}x the floor, {med_read - med_floor:.2f} ms above it)")
+        return timed(s, srv.base + "/healthz", N), timed(s, srv.base + f"/fhir/Patient/{pid}", N)
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        floor, plain = measure(f"{tmp}/plain.db", auth=False)
+        _, authed = measure(f"{tmp}/auth.db", auth=True)
+    med_floor, med_plain, med_auth = statistics.median(floor), statistics.median(plain), statistics.median(authed)
+    print(f"GET /healthz (floor):                  p50 {med_floor:.2f} ms  p99 {pct(floor, 0.99):.2f} ms")
+    print(f"GET /fhir/Patient/{{id}}, no auth:        p50 {med_plain:.2f} ms  p99 {pct(plain, 0.99):.2f} ms  "
+          f"({med_plain / med_floor:.1f}x the floor)")
+    print(f"GET /fhir/Patient/{{id}}, bearer token:   p50 {med_auth:.2f} ms  p99 {pct(authed, 0.99):.2f} ms  "
+          f"(token verification adds {med_auth - med_plain:+.2f} ms median)")
     return 0
 
 
