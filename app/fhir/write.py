@@ -102,6 +102,12 @@ def conditional_ids(res_type: str, query: str, conn=None) -> list[str]:
 def create(res_type: str):
     check_type(res_type)
     resource = json_body(res_type)
+    if res_type == "QuestionnaireResponse":  # scored and extracted on the way in
+        from .qr import submit
+
+        condition = request.headers.get("If-None-Exist")
+        result = submit(resource, if_none_exist=condition.lstrip("?") if condition else None)
+        return resource_response(result.response, 201 if result.created else 200, location=True)
     prepare(resource, expected_type=res_type)
     store = current_app.extensions["lbp"].store
     condition = request.headers.get("If-None-Exist")
