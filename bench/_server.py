@@ -24,10 +24,12 @@ def free_port() -> int:
 
 class Server:
     def __init__(self, db_url: str, *, workers: int = 2, threads: int = 4, env: dict[str, str] | None = None):
+        self.tmp = tempfile.mkdtemp(prefix="lbp-bench-")
+        env = {"LBP_CLIENTS_FILE": f"{self.tmp}/clients.json", **(env or {})}
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = dict(os.environ, DATABASE_URL=db_url, PORT=str(self.port), WEB_CONCURRENCY=str(workers),
-                        THREADS=str(threads), LBP_LOAD_ARTIFACTS="false", LOG_LEVEL="warning", **(env or {}))
+                        THREADS=str(threads), LBP_LOAD_ARTIFACTS="false", LOG_LEVEL="warning", **env)
         self.proc: subprocess.Popen | None = None
         self.peak_rss_mb = 0.0
         self._stop = threading.Event()
@@ -50,6 +52,17 @@ class Server:
             raise RuntimeError("server did not start: " + self.log.read().decode(errors="replace")[-2000:])
         threading.Thread(target=self._sample_memory, daemon=True).start()
         return self
+
+    def token(self, scope: str = "system/*.cruds") -> str:
+        """Registers a client with a fresh key and gets an access token from the token endpoint."""
+        sys.path.insert(0, str(ROOT))
+        from app.auth.local import register_client, token_request
+
+        pem = register_client(self.env["LBP_CLIENTS_FILE"], "bench", scope, f"{self.tmp}/keys")
+        r = requests.post(self.base + "/auth/token", data=token_request("bench", pem, self.base + "/auth/token",
+                                                                        scope), timeout=10)
+        r.raise_for_status()
+        return r.json()["access_token"]
 
     def _pids(self) -> list[int]:
         assert self.proc is not None

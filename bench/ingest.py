@@ -30,9 +30,10 @@ def bundle_files(shared: Path, limit: int | None) -> list[Path]:
     return info + (patients[:limit] if limit else patients)
 
 
-def load_over_http(base: str, bodies: list[tuple[str, bytes, int]], clients: int) -> tuple[int, float, int]:
+def load_over_http(base: str, bodies: list[tuple[str, bytes, int]], clients: int, token: str
+                   ) -> tuple[int, float, int]:
     session = requests.Session()
-    headers = {"Content-Type": "application/fhir+json"}
+    headers = {"Content-Type": "application/fhir+json", "Authorization": f"Bearer {token}"}
 
     def post(item):
         name, body, n = item
@@ -121,10 +122,12 @@ def main() -> int:
     for label, validate in (("HTTP, validation on ", "true"), ("HTTP, validation off", "false")):
         with tempfile.TemporaryDirectory() as tmp, Server(f"sqlite:///{tmp}/bench.db",
                                                          env={"LBP_VALIDATE_WRITES": validate}) as srv:
-            ok, elapsed, failed = load_over_http(srv.base, bodies, args.clients)
+            token = srv.token()
+            ok, elapsed, failed = load_over_http(srv.base, bodies, args.clients, token)
             rate = ok / elapsed
             results[label] = rate
-            check = requests.get(srv.base + "/fhir/Patient?_summary=count", timeout=30).json()["total"]
+            check = requests.get(srv.base + "/fhir/Patient?_summary=count", timeout=30,
+                                 headers={"Authorization": f"Bearer {token}"}).json()["total"]
             print(f"{label}: {rate:9,.0f} resources/s  ({ok} loaded, {failed} failed, {elapsed:.1f} s, "
                   f"peak RSS {srv.peak_rss_mb:.0f} MB, {check} patients searchable)  "
                   f"= {rate / raw_rate:.0%} of raw limit")

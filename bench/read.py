@@ -36,16 +36,11 @@ def pct(values: list[float], p: float) -> float:
 
 
 def measure(db: str, *, auth: bool) -> tuple[list[float], list[float]]:
-    env = {"LBP_AUTH_DISABLED": "false" if auth else "true", "LBP_CLIENTS_FILE": db + ".clients.json"}
+    env = {"LBP_AUTH_DISABLED": "false" if auth else "true"}
     with Server(f"sqlite:///{db}", env=env) as srv:
         s = requests.Session()
         if auth:
-            from app.auth.local import register_client, token_request
-
-            pem = register_client(env["LBP_CLIENTS_FILE"], "bench", "system/*.cruds", db + ".keys")
-            tok = s.post(srv.base + "/auth/token", data=token_request("bench", pem, srv.base + "/auth/token",
-                                                                      "system/*.cruds")).json()["access_token"]
-            s.headers["Authorization"] = f"Bearer {tok}"
+            s.headers["Authorization"] = f"Bearer {srv.token()}"
         body = {"resourceType": "Patient", "name": [{"family": "Bench"}], "birthDate": "1970-01-01"}
         r = s.post(srv.base + "/fhir/Patient", json=body, headers={"Content-Type": "application/fhir+json"})
         pid = r.json()["id"]
