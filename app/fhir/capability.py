@@ -12,7 +12,7 @@ from flask import current_app
 from app.store.db import KNOWLEDGE_TYPES
 
 from .http import base_url, fhir_response
-from .operations import OPERATIONS
+from .operations import OPERATIONS, all_operations
 
 SOFTWARE_VERSION = "0.1.0"
 TYPE_INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "history-type", "create",
@@ -75,8 +75,8 @@ def _build(base: str, types: tuple[str, ...], _ops: tuple[str, ...]) -> dict:
             "searchParam": params,
         }
         ops = [
-            {"name": name, "definition": op.definition}
-            for name, op in sorted(OPERATIONS.items())
+            {"name": op.name, "definition": op.definition}
+            for op in sorted(all_operations(), key=lambda o: o.name)
             if (op.type_level or op.instance) and (op.types is None or t in op.types) and op.definition
         ]
         if ops:
@@ -85,8 +85,8 @@ def _build(base: str, types: tuple[str, ...], _ops: tuple[str, ...]) -> dict:
             entry["documentation"] = "Knowledge artifact: loaded at start-up from the project's folders and " \
                                      "replaceable by a region's Bundle."
         resources.append(entry)
-    system_ops = [{"name": n, "definition": op.definition} for n, op in sorted(OPERATIONS.items())
-                  if op.system and op.definition]
+    system_ops = [{"name": op.name, "definition": op.definition}
+                  for op in sorted(all_operations(), key=lambda o: o.name) if op.system and op.definition]
     rest = {
         "mode": "server",
         "documentation": "Search: token (system|code, :not, :in, :not-in), string (:exact, :contains), date with "

@@ -24,7 +24,7 @@ class Operation:
     permission: str = "r"  # SMART permission letter needed on the type (instance: that resource's type)
 
 
-OPERATIONS: dict[str, Operation] = {}
+OPERATIONS: dict[str, list[Operation]] = {}
 
 
 def operation(name: str, **kwargs) -> Callable[[Callable], Callable]:
@@ -32,24 +32,32 @@ def operation(name: str, **kwargs) -> Callable[[Callable], Callable]:
         op = Operation(name, fn, **kwargs)
         if op.idempotent:
             op.methods = ("GET", "POST")
-        OPERATIONS[name] = op
+        OPERATIONS.setdefault(name, []).append(op)
         return fn
 
     return register
 
 
-def dispatch(name: str, res_type: str | None = None, res_id: str | None = None):
-    op = OPERATIONS.get(name)
-    level = "instance" if res_id else ("type" if res_type else "system")
-    where = f"{res_type or ''}{'/' + res_id if res_id else ''}/${name}".lstrip("/")
-    if op is None:
-        raise FHIRError("not-supported", f"Operation ${name} is not supported", where, status=404)
-    ok = (
+def all_operations() -> list[Operation]:
+    return [op for ops in OPERATIONS.values() for op in ops]
+
+
+def _fits(op: Operation, level: str, res_type: str | None) -> bool:
+    return (
         (level == "system" and op.system)
         or (level == "type" and op.type_level and (op.types is None or res_type in op.types))
         or (level == "instance" and op.instance and (op.types is None or res_type in op.types))
     )
-    if not ok:
+
+
+def dispatch(name: str, res_type: str | None = None, res_id: str | None = None):
+    level = "instance" if res_id else ("type" if res_type else "system")
+    where = f"{res_type or ''}{'/' + res_id if res_id else ''}/${name}".lstrip("/")
+    candidates = OPERATIONS.get(name)
+    if not candidates:
+        raise FHIRError("not-supported", f"Operation ${name} is not supported", where, status=404)
+    op = next((o for o in candidates if _fits(o, level, res_type)), None)
+    if op is None:
         raise FHIRError("not-supported", f"Operation ${name} is not available at {level} level"
                         + (f" for {res_type}" if res_type else ""), where, status=404)
     from app import auth as access
