@@ -23,7 +23,9 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, db_url: str, *, workers: int = 2, threads: int = 4, env: dict[str, str] | None = None):
+    def __init__(self, db_url: str, *, workers: int = 2, threads: int = 4, env: dict[str, str] | None = None,
+                 load_artifacts: bool = False):
+        self.load_artifacts = load_artifacts
         self.tmp = tempfile.mkdtemp(prefix="lbp-bench-")
         env = {"LBP_CLIENTS_FILE": f"{self.tmp}/clients.json", **(env or {})}
         self.port = free_port()
@@ -35,6 +37,9 @@ class Server:
         self._stop = threading.Event()
 
     def __enter__(self) -> Server:
+        if self.load_artifacts:  # once, before the workers start (as `lbp serve` does)
+            subprocess.run([sys.executable, "-c", "from app import create_app; create_app()"], cwd=ROOT,
+                           env=dict(self.env, LBP_LOAD_ARTIFACTS="true"), check=True, capture_output=True)
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "app.wsgi:app"],

@@ -1,0 +1,76 @@
+"""$apply over HTTP: PlanDefinition/$apply of each variant's pathway for a loaded patient, beside a read.
+
+Median and p99 of `GET /fhir/PlanDefinition/<pathway>/$apply?subject=Patient/<id>` against the real server
+(gunicorn), with a plain read of the same patient measured in the same run as the baseline.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._server import Server  # noqa: E402
+
+N = 300
+PATIENT = ROOT / "tests" / "data" / "patients" / "no-improvement.json"
+
+
+def timed(session: requests.Session, url: str, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        r = session.get(url, timeout=30)
+        out.append((time.perf_counter() - t) * 1000)
+        assert r.status_code == 200, r.text[:300]
+    return out
+
+
+def typical_record() -> dict:
+    """The no-improvement reference patient, grown to about 50 resources with visits and pain ratings."""
+    bundle = json.loads(PATIENT.read_text())
+    pid = bundle["entry"][0]["resource"]["id"]
+    for i in range(22):
+        day = f"2026-{9 + i // 10:02d}-{1 + (i % 10) * 2:02d}"
+        enc = {"resourceType": "Encounter", "id": f"bench-enc-{i}", "status": "finished",
+               "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+               "subject": {"reference": f"Patient/{pid}"}, "period": {"start": day, "end": day}}
+        obs = {"resourceType": "Observation", "id": f"bench-nrs-{i}", "status": "final",
+               "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}]},
+               "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": day, "valueInteger": 7}
+        for r in (enc, obs):
+            bundle["entry"].append({"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}})
+    return bundle
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp, Server(f"sqlite:///{tmp}/apply.db",
+                                                      load_artifacts=True) as srv:
+        s = requests.Session()
+        s.headers["Authorization"] = f"Bearer {srv.token()}"
+        bundle = typical_record()
+        r = s.post(srv.base + "/fhir", json=bundle, headers={"Content-Type": "application/fhir+json"})
+        r.raise_for_status()
+        pid = bundle["entry"][0]["resource"]["id"]
+        print(f"patient {pid}: {len(bundle['entry'])} resources")
+        read = timed(s, srv.base + f"/fhir/Patient/{pid}", N)
+        print(f"read Patient (baseline):        p50 {statistics.median(read):6.2f} ms")
+        for variant in ("se", "skane", "midtjylland"):
+            url = srv.base + f"/fhir/PlanDefinition/lbp-pathway-{variant}/$apply?subject=Patient/{pid}"
+            timed(s, url, 20)  # warm-up: this worker's knowledge and caches
+            xs = timed(s, url, N)
+            p99 = sorted(xs)[int(len(xs) * 0.99) - 1]
+            print(f"$apply lbp-pathway-{variant:<12} p50 {statistics.median(xs):6.2f} ms  p99 {p99:6.2f} ms  "
+                  f"({statistics.median(xs) / statistics.median(read):.1f}x the read)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
