@@ -155,7 +155,10 @@ def test_knowledge_can_be_closed(db_url, tmp_path):
 
     app = create_app({"DATABASE_URL": db_url, "LOAD_ARTIFACTS": False, "PUBLIC_KNOWLEDGE": False,
                       "CLIENTS_FILE": str(tmp_path / "none.json")})
-    assert app.test_client().get("/fhir/PlanDefinition").status_code == 401
+    try:
+        assert app.test_client().get("/fhir/PlanDefinition").status_code == 401
+    finally:
+        app.extensions["lbp"].store.dispose()
 
 
 OPERATIONS = {
@@ -302,10 +305,13 @@ def test_disabled_authentication_is_loud(db_url, tmp_path, caplog):
     with caplog.at_level("WARNING"):
         app = create_app({"DATABASE_URL": db_url, "LOAD_ARTIFACTS": False, "AUTH_DISABLED": True,
                           "CLIENTS_FILE": str(tmp_path / "c.json")})
-    assert "AUTHENTICATION IS DISABLED" in caplog.text
-    cap = app.test_client().get("/fhir/metadata").get_json()
-    assert "AUTHENTICATION IS DISABLED" in cap["rest"][0]["security"]["description"]
-    assert app.test_client().get("/fhir/Patient").status_code == 200
+    try:
+        assert "AUTHENTICATION IS DISABLED" in caplog.text
+        cap = app.test_client().get("/fhir/metadata").get_json()
+        assert "AUTHENTICATION IS DISABLED" in cap["rest"][0]["security"]["description"]
+        assert app.test_client().get("/fhir/Patient").status_code == 200
+    finally:
+        app.extensions["lbp"].store.dispose()
 
 
 def test_capability_statement_describes_smart(anonymous):
