@@ -48,6 +48,9 @@ class LBP:
         from app.auth import Auth
 
         self.auth = Auth(app, self.store)
+        from app.auth.audit import AuditWriter
+
+        self.audit = AuditWriter(self.store)
 
 
 def _env_overrides() -> dict[str, Any]:
@@ -85,6 +88,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(fhir_bp, url_prefix=app.config["FHIR_BASE_PATH"])
     app.register_blueprint(smart_bp)
+    from app.web import bp as web_bp
+    app.register_blueprint(web_bp)
+    from app.cds import bp as cds_bp
+    app.register_blueprint(cds_bp)
     register_error_handlers(app)
 
     @app.get("/healthz")

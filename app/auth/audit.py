@@ -3,11 +3,17 @@
 Who: the client id (agent.altId, agent.name, agent.who.identifier); what: the resources (entity.what) and
 the query (entity.query, base64); when: recorded; outcome: 0 success, 4 refused or invalid, 8 server
 failure. `AuditEvent?patient=<id>` or `?entity=Patient/<id>` answers who read a patient's record.
+
+Events are written in batches by a per-process writer, at most FLUSH_SECONDS after the request (one
+transaction per batch instead of one per read); reading the audit trail flushes first, and a worker
+flushes when it stops. A worker killed outright loses at most the last FLUSH_SECONDS of its events.
 """
 from __future__ import annotations
 
+import atexit
 import base64
 import logging
+import threading
 import time
 
 from flask import Response, current_app, g, request
@@ -60,12 +66,7 @@ def record(response: Response) -> None:
         entities.append({"name": n.resource_type})
     if entities:
         event["entity"] = entities
-    store = current_app.extensions["lbp"].store
-    try:
-        with store.transaction() as tx:
-            tx.create(event)
-    except Exception as exc:  # the response is already decided; a lost audit row must be visible in the log
-        log.error("audit event not written: %s", type(exc).__name__)
+    current_app.extensions["lbp"].audit.put(event)
 
 
 def patient_refs(resource: dict) -> list[str]:
@@ -82,3 +83,48 @@ def patient_refs(resource: dict) -> list[str]:
 
 def add_entities(*refs: str) -> None:
     note().entities.extend(refs)
+
+
+FLUSH_SECONDS = 0.1
+
+
+class AuditWriter:
+    """Buffers AuditEvents and writes them in one transaction per batch, from a background thread."""
+
+    def __init__(self, store):
+        self.store = store
+        self._pending: list[dict] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        atexit.register(self.flush)
+        store.before_dispose.append(self.flush)
+
+    def put(self, event: dict) -> None:
+        with self._lock:
+            self._pending.append(event)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(FLUSH_SECONDS)
+            if not self.flush():
+                with self._lock:
+                    if not self._pending:
+                        self._thread = None
+                        return
+
+    def flush(self) -> int:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if not batch:
+            return 0
+        try:
+            with self.store.transaction() as tx:
+                for event in batch:
+                    tx.create(event)
+        except Exception as exc:  # noqa: BLE001 — a lost audit batch must be visible in the log
+            log.error("%d audit events not written: %s", len(batch), type(exc).__name__)
+        return len(batch)

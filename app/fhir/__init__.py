@@ -1,7 +1,7 @@
 """The FHIR REST API blueprint: maps URLs to the interaction modules, with access checks and audit."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from app import auth as access
 from app.auth import audit
@@ -20,6 +20,8 @@ load_all()
 def _negotiate() -> None:
     check_format()
     access.authenticate()
+    if request.view_args and request.view_args.get("rtype") == "AuditEvent" or request.path.endswith("/_history"):
+        current_app.extensions["lbp"].audit.flush()  # the audit trail as read is complete
 
 
 @bp.after_request

@@ -101,12 +101,16 @@ class Store:
             # here avoids busy-wait retries inside the database.
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
         self.search_params = registry()
+        self.before_dispose: list = []  # e.g. flushing buffered audit events
         mark = "%s" if self.dialect == "postgresql" else "?"
         content_mark = "CAST(%s AS jsonb)" if self.dialect == "postgresql" else "?"
         self.sql_insert_resource = (
             "INSERT INTO resources (rid, res_type, res_id, version, last_updated, deleted, content) "
             f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {mark}, {content_mark})"
         )
+        content_col = "content::text" if self.dialect == "postgresql" else "content"
+        self.sql_read = (f"SELECT version, last_updated, deleted, {content_col}, rid FROM resources "
+                         f"WHERE res_type = {mark} AND res_id = {mark}")
         self.sql_insert_index = {
             kind: f"INSERT INTO {table.name} ({', '.join(c.name for c in table.columns)}) "
                   f"VALUES ({', '.join([mark] * len(table.columns))})"
@@ -119,12 +123,8 @@ class Store:
 
     # ------------------------------------------------------------------ reads
     def read(self, res_type: str, res_id: str, conn: Connection | None = None) -> Stored | None:
-        r = schema.resources.c
-        stmt = select(r.version, r.last_updated, r.deleted, r.content, r.rid).where(
-            r.res_type == res_type, r.res_id == res_id
-        )
         with self._conn(conn) as c:
-            row = c.execute(stmt).first()
+            row = c.exec_driver_sql(self.sql_read, (res_type, res_id)).first()
         if row is None:
             return None
         return Stored(res_type, res_id, row[0], row[1], bool(row[2]), _load_content(row[3]), rid=row[4])
@@ -246,6 +246,8 @@ class Store:
                 lock.release()
 
     def dispose(self) -> None:
+        for hook in self.before_dispose:
+            hook()
         self.engine.dispose()
 
 
