@@ -97,24 +97,37 @@ class AuditWriter:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        atexit.register(self.flush)
-        store.before_dispose.append(self.flush)
+        self._closed = False
+        atexit.register(self.close)
+        store.before_dispose.append(self.close)
 
     def put(self, event: dict) -> None:
         with self._lock:
             self._pending.append(event)
-            if self._thread is None or not self._thread.is_alive():
+            start = not self._closed and (self._thread is None or not self._thread.is_alive())
+            if start:
                 self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
                 self._thread.start()
+        if self._closed:
+            self.flush()
 
     def _run(self) -> None:
-        while True:
-            time.sleep(FLUSH_SECONDS)
+        while not self._wake.wait(FLUSH_SECONDS):
             if not self.flush():
                 with self._lock:
                     if not self._pending:
                         self._thread = None
                         return
+        self._wake.clear()
+
+    def close(self) -> None:
+        """Stop the background writer and write what is pending (at dispose and interpreter exit)."""
+        self._closed = True
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            self._wake.set()
+            thread.join(timeout=5)
+        self.flush()
 
     def flush(self) -> int:
         with self._lock:
