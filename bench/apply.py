@@ -46,7 +46,8 @@ def typical_record() -> dict:
                "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}]},
                "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": day, "valueInteger": 7}
         for r in (enc, obs):
-            bundle["entry"].append({"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}})
+            request = {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}
+            bundle["entry"].append({"resource": r, "request": request})
     return bundle
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from flask import current_app, request
 
-from app.errors import FHIRError
 from app.auth import audit
+from app.errors import FHIRError
 from app.store.db import KNOWLEDGE_TYPES, Stored, http_date
 
 from .http import check_id, check_type, fhir_response, resource_response

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -31,12 +31,12 @@ def now_epoch() -> float:
 
 def instant(epoch: float) -> str:
     """Epoch seconds -> FHIR instant with milliseconds, UTC."""
-    dt = datetime.fromtimestamp(epoch, tz=timezone.utc)
+    dt = datetime.fromtimestamp(epoch, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 def http_date(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
 
 
 def new_id() -> str:
@@ -341,8 +341,9 @@ class Transaction:
         when = now_epoch()
         content = self._stamp(resource, 1, when)
         key = (res_type, resource["id"])
-        if res_id is not None and not known_new and (key in self._pending_keys or self.store.read(res_type, res_id, self.conn)):
-            raise FHIRError("duplicate", f"{res_type}/{res_id} already exists", f"{res_type}.id")
+        if res_id is not None and not known_new:
+            if key in self._pending_keys or self.store.read(res_type, res_id, self.conn):
+                raise FHIRError("duplicate", f"{res_type}/{res_id} already exists", f"{res_type}.id")
         rid = self._next_rid()
         self._new_rows.append((rid, res_type, resource["id"], 1, when, False, self._content_param(content)))
         self._pending_keys.add(key)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -276,7 +276,7 @@ def normalize_string(value: str) -> str:
 _DATE_RE = re.compile(
     r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?$"
 )
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def date_range(value: str) -> tuple[float, float] | None:
@@ -290,20 +290,20 @@ def date_range(value: str) -> tuple[float, float] | None:
     year, month, day, hh, mi, ss, frac, tz = m.groups()
     try:
         if month is None:
-            low = datetime(int(year), 1, 1, tzinfo=timezone.utc)
-            high = datetime(int(year) + 1, 1, 1, tzinfo=timezone.utc)
+            low = datetime(int(year), 1, 1, tzinfo=UTC)
+            high = datetime(int(year) + 1, 1, 1, tzinfo=UTC)
         elif day is None:
-            low = datetime(int(year), int(month), 1, tzinfo=timezone.utc)
+            low = datetime(int(year), int(month), 1, tzinfo=UTC)
             high = (
-                datetime(int(year) + 1, 1, 1, tzinfo=timezone.utc)
+                datetime(int(year) + 1, 1, 1, tzinfo=UTC)
                 if int(month) == 12
-                else datetime(int(year), int(month) + 1, 1, tzinfo=timezone.utc)
+                else datetime(int(year), int(month) + 1, 1, tzinfo=UTC)
             )
         elif hh is None:
-            low = datetime(int(year), int(month), int(day), tzinfo=timezone.utc)
+            low = datetime(int(year), int(month), int(day), tzinfo=UTC)
             high = low + timedelta(days=1)
         else:
-            tzinfo = timezone.utc
+            tzinfo = UTC
             if tz and tz != "Z":
                 sign = 1 if tz[0] == "+" else -1
                 tzinfo = timezone(sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])))
@@ -322,7 +322,7 @@ def date_range(value: str) -> tuple[float, float] | None:
 
 
 def today_range(d: date) -> tuple[float, float]:
-    low = datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+    low = datetime(d.year, d.month, d.day, tzinfo=UTC)
     return ((low - EPOCH).total_seconds(), (low + timedelta(days=1) - EPOCH).total_seconds())
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import orjson
 from sqlalchemy import (
     BigInteger,
-    Sequence,
     Boolean,
     Column,
     Float,
@@ -12,6 +11,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Sequence,
     String,
     Table,
     Text,

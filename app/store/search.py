@@ -7,16 +7,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from sqlalchemy import and_, exists, false, func, literal, not_, or_, select, true
+from sqlalchemy import and_, false, func, literal, not_, or_, select, true
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.errors import FHIRError, Issue
 
 from . import schema
-from .db import Stored, Store, _load_content
+from .db import Store, Stored, _load_content
 from .indexing import SearchParam, date_range, normalize_string, split_reference
 
 RESULT_PARAMS = {
@@ -236,7 +236,7 @@ def _date_cond(low_col, high_col, value: str, expr: str) -> ColumnElement:
         return low_col >= hp
     if prefix == "eb":
         return high_col <= lp
-    now = datetime.now(tz=timezone.utc).timestamp()
+    now = datetime.now(tz=UTC).timestamp()
     slack = abs(now - lp) * 0.1
     return and_(low_col < hp + slack, high_col > lp - slack)
 

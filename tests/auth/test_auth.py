@@ -116,7 +116,8 @@ def test_alg_none_is_refused(app):
 def test_hmac_assertion_is_refused(app):
     _register(app, "c1", "system/*.rs")
     kid = (Path(app.config["TEST_KEY_DIR"]) / "c1.kid").read_text().split()[0]
-    forged = jwt.encode(_claims("c1"), key="a-shared-secret-long-enough-for-hs384-signatures-0123456789", algorithm="HS384",
+    secret = "a-shared-secret-long-enough-for-hs384-signatures-0123456789"
+    forged = jwt.encode(_claims("c1"), key=secret, algorithm="HS384",
                         headers={"kid": kid})
     r = _exchange(app, forged)
     assert r.status_code == 401 and "ES384 or RS384" in r.get_json()["error_description"]

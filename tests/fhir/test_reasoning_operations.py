@@ -163,7 +163,8 @@ def test_populate_prefills_from_the_record(api):
     r = api.get("/fhir/Questionnaire/orthopaedic-referral/$populate?subject=Patient/red-flag")
     assert r.status_code == 200
     response = next(p["resource"] for p in r.get_json()["parameter"] if p["name"] == "response")
-    assert response["resourceType"] == "QuestionnaireResponse" and response["subject"]["reference"] == "Patient/red-flag"
+    assert response["resourceType"] == "QuestionnaireResponse"
+    assert response["subject"]["reference"] == "Patient/red-flag"
 
 
 def test_terminology_operations(api):
