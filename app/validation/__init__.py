@@ -18,7 +18,7 @@ offending element (`Patient.birthDate`, `Observation.code.coding[0].system`,
    schema (`SCHEMA_ONLY_TYPES`).
 
 Cost per resource, measured on the Synthea transaction bundles (every entry's resource, one core,
-`python -m app.validation.bench` prints the figures): schema + own checks 0.06-0.09 ms; the R4B
+`bench/validation.py` prints the figures): schema + own checks 0.06-0.09 ms; the R4B
 models alone 0.4-0.9 ms; all layers 0.45-1.1 ms. Beside them, the jsonschema package's
 `Draft6Validator` on the same schema takes 1.8-3.7 ms (the compiled walk is 20-45 times faster),
 and fastjsonschema needs 10-20 s to compile a single resource type. Hence the levels of
