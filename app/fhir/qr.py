@@ -64,7 +64,17 @@ def observations_for(response: dict, questionnaire: dict | None, reference: str)
 
 
 def submit(response: Any, *, if_none_exist: str | None = None, res_id: str | None = None) -> SubmitResult:
-    """Validate, score and store a response with its Observations; FHIRError (nothing stored) when invalid."""
+    """Validate, score and store a response with its Observations; FHIRError (nothing stored) when invalid.
+
+    With `if_none_exist`, a response that already matches is returned as it is (created=False), whatever
+    this one says: a repeated submit is answered by the first, not validated again.
+    """
+    store = current_app.extensions["lbp"].store
+    if if_none_exist:
+        ids = conditional_ids("QuestionnaireResponse", if_none_exist)
+        existing = store.read("QuestionnaireResponse", ids[0]) if ids else None
+        if existing is not None:
+            return SubmitResult(existing, [], created=False)
     prepare(response, expected_type="QuestionnaireResponse", expected_id=res_id)
     questionnaire = questionnaire_for(response)
     errors = check(response, questionnaire)
@@ -72,7 +82,6 @@ def submit(response: Any, *, if_none_exist: str | None = None, res_id: str | Non
         raise FHIRError("required" if any(i.code == "required" for i in errors) else "invalid", errors[0].text,
                         issues=errors)
     response = completed_with_scores(response, questionnaire)
-    store = current_app.extensions["lbp"].store
     with store.transaction() as tx:
         if if_none_exist:
             ids = conditional_ids("QuestionnaireResponse", if_none_exist, tx.conn)

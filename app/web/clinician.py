@@ -1,0 +1,416 @@
+"""The clinician's view of a patient's pathway (`/patients/<id>/pathway`), behind the FHIR API's SMART auth.
+
+The access token comes in the Authorization header, or from an HttpOnly, SameSite=Strict cookie set by
+`POST /clinician/session` (so a plain browser can use the page). Every view is audited as an AuditEvent.
+"""
+from __future__ import annotations
+
+import time
+from datetime import date
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import current_app, g, redirect, render_template, request, url_for
+
+from app.auth import AuthError, audit, auth, note
+from app.auth.scopes import Scopes
+from app.auth.tokens import Principal
+from app.errors import FHIRError
+from app.store import search as engine
+
+from . import bp
+from .i18n import choose_language, texts, translated
+from .links import LANGUAGES, VARIANTS, patient_link
+from .svg import line_chart
+
+COOKIE = "lbp_clinician"
+BASE = "https://lbp-pathway.org/fhir"
+OBSERVATION_SYSTEM = f"{BASE}/CodeSystem/lbp-observation"
+RULES_SYSTEM = f"{BASE}/CodeSystem/lbp-rules"
+# The data-contract types a patient's record is read from (docs: /work/shared/data-contract.md)
+RECORD_TYPES = ("Condition", "Observation", "QuestionnaireResponse", "Procedure", "MedicationStatement",
+                "MedicationRequest", "DiagnosticReport", "ImagingStudy", "CarePlan", "ServiceRequest")
+SCORE_CODES = ("sbt-total", "sbt-psychosocial", "sbt-risk", "ompsq-sf-total", "ompsq-sf-risk", "rmdq-total",
+               "eq5d-index", "eq-vas")
+MAX_RECORD = 1000
+# Questionnaires a patient answers (the others are clinicians' forms), offered for a link besides the missing
+PATIENT_QUESTIONNAIRES = ("lbp-red-flags", "lbp-intake", "start-back", "ompsq-sf", "nrs-pain", "rmdq")
+
+
+class NotAuthorized(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _token_from_request() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise NotAuthorized(401, "Authorization must be a Bearer token")
+        return token.strip()
+    return request.cookies.get(COOKIE) or None
+
+
+def authenticate_clinician(read_types: tuple[str, ...] = ("Patient", *RECORD_TYPES)) -> Principal | None:
+    """The request's principal with read scope on the patient data; NotAuthorized (401/403) otherwise."""
+    a = auth()
+    n = note()
+    n.sensitive = True
+    if a.disabled:
+        g.principal = None
+        return None
+    token = _token_from_request()
+    if not token:
+        raise NotAuthorized(401, "An access token is required")
+    try:
+        principal = a.tokens.principal(token)
+    except AuthError as err:
+        raise NotAuthorized(401, err.description) from None
+    g.principal = principal
+    scopes = Scopes(principal.scope)
+    refused = [t for t in read_types if not scopes.allows(t, "r")]
+    if refused:
+        raise NotAuthorized(403, f"The access token's scopes do not allow reading {', '.join(refused)}")
+    return principal
+
+
+def _ui_lang() -> str:
+    return choose_language(request.args.get("lang"))
+
+
+def _refuse(err: NotAuthorized):
+    lang = _ui_lang()
+    ui = texts("ui", lang)
+    clin = texts("clinician", lang)
+    response = current_app.make_response((
+        render_template("clinician_refused.html", ui=ui, clin=clin, lang=lang, title=clin["unauthorized_title"],
+                        message=err.message, status=err.status, next=request.path),
+        err.status,
+    ))
+    if err.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="lbp-pathway"'
+    return response
+
+
+@bp.after_app_request
+def _audit_clinician_views(response):
+    if request.blueprint == "web" and g.get("web_audit"):
+        audit.record(response)
+    return response
+
+
+# -- session ---------------------------------------------------------------------------------------------
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
+        return target
+    return url_for("web.clinician_session")
+
+
+@bp.get("/clinician/session")
+def clinician_session():
+    lang = _ui_lang()
+    return render_template("clinician_session.html", ui=texts("ui", lang), clin=texts("clinician", lang), lang=lang,
+                           title=texts("clinician", lang)["session_title"], next=request.args.get("next", ""),
+                           error=None, started=request.args.get("started") == "1")
+
+
+@bp.post("/clinician/session")
+def start_session():
+    lang = _ui_lang()
+    clin = texts("clinician", lang)
+    token = (request.form.get("access_token") or "").strip()
+    try:
+        principal = auth().tokens.principal(token) if token else None
+    except AuthError:
+        principal = None
+    if principal is None:
+        return render_template("clinician_session.html", ui=texts("ui", lang), clin=clin, lang=lang,
+                               title=clin["session_title"], next=request.form.get("next", ""),
+                               error=clin["session_invalid"], started=False), 401
+    target = request.form.get("next") or ""
+    response = redirect(_safe_next(target) if target else url_for("web.clinician_session", started=1, lang=lang),
+                        303)
+    response.set_cookie(COOKIE, token, max_age=max(0, int(principal.expires - time.time())), httponly=True,
+                        samesite="Strict", secure=request.is_secure, path="/")
+    return response
+
+
+@bp.post("/clinician/session/end")
+def end_session():
+    response = redirect(url_for("web.clinician_session"), 303)
+    response.delete_cookie(COOKIE, path="/", samesite="Strict", httponly=True, secure=request.is_secure)
+    return response
+
+
+# -- the patient's record -------------------------------------------------------------------------------
+
+
+def read_record(patient_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The Patient and every resource of the data-contract types with patient=<id>."""
+    lbp = current_app.extensions["lbp"]
+    stored = lbp.store.read("Patient", patient_id)
+    if stored is None or stored.deleted or stored.content is None:
+        return None, []
+    patient = stored.resource()
+    resources: list[dict[str, Any]] = [patient]
+    for res_type in RECORD_TYPES:
+        params = lbp.store.search_params.params_for(res_type)
+        name = "patient" if "patient" in params else "subject" if "subject" in params else None
+        if name is None:
+            continue
+        value = f"Patient/{patient_id}"
+        req = engine.parse(lbp.store, res_type, [(name, value), ("_count", str(MAX_RECORD))], strict=False)
+        result = engine.execute(lbp.store, req, resolve_valueset=lbp.knowledge.valueset_codes)
+        resources.extend(s.resource() for s in result.matches)
+    return patient, resources
+
+
+def plan_url(variant: str) -> str:
+    return f"{BASE}/PlanDefinition/lbp-pathway-{variant}"
+
+
+def _actions_by_id(kb: Any) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+
+    def visit(actions: list[dict[str, Any]] | None, plan: dict[str, Any]) -> None:
+        for action in actions or []:
+            if action.get("id"):
+                found.setdefault(action["id"], {"action": action, "plan": plan})
+            visit(action.get("action"), plan)
+
+    for plan in kb.resources("PlanDefinition"):
+        visit(plan.get("action"), plan)
+    return found
+
+
+def _rules(action: dict[str, Any]) -> list[str]:
+    return [c["code"] for cc in action.get("code", []) or [] for c in cc.get("coding", [])
+            if c.get("system") == RULES_SYSTEM and c.get("code")]
+
+
+def _citations(action: dict[str, Any]) -> list[dict[str, str]]:
+    out = []
+    for doc in action.get("documentation", []) or []:
+        if not doc.get("citation") and not doc.get("display"):
+            continue
+        english = None
+        for ext in (doc.get("_citation") or {}).get("extension", []) or []:
+            if ext.get("url", "").endswith("/citation-en"):
+                english = ext.get("valueString")
+        out.append({"label": doc.get("label", ""), "display": doc.get("display", ""),
+                    "citation": doc.get("citation", ""), "english": english or ""})
+    return out
+
+
+def _date(value: Any) -> date | None:
+    if isinstance(value, str) and len(value) >= 10:
+        try:
+            return date.fromisoformat(value[:10])
+        except ValueError:
+            return None
+    return None
+
+
+def _observation_value(obs: dict[str, Any]) -> Any:
+    for key in ("valueInteger", "valueDecimal"):
+        if key in obs:
+            return obs[key]
+    if "valueQuantity" in obs:
+        return (obs["valueQuantity"] or {}).get("value")
+    if "valueCodeableConcept" in obs:
+        concept = obs["valueCodeableConcept"] or {}
+        coding = (concept.get("coding") or [{}])[0]
+        return coding.get("code") or concept.get("text")
+    return None
+
+
+def score_history(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for r in resources:
+        if r.get("resourceType") != "Observation" or r.get("status") not in ("final", "amended", "corrected"):
+            continue
+        for coding in (r.get("code") or {}).get("coding", []) or []:
+            if coding.get("system") == OBSERVATION_SYSTEM and coding.get("code") in SCORE_CODES:
+                rows.append({"date": (r.get("effectiveDateTime") or r.get("issued") or "")[:10],
+                             "code": coding["code"], "display": coding.get("display") or coding["code"],
+                             "value": _observation_value(r), "reference": f"Observation/{r.get('id')}"})
+    rows.sort(key=lambda row: (row["date"], row["code"]))
+    return rows
+
+
+def _series(resources: list[dict[str, Any]], system: str, code: str) -> list[tuple[date, float]]:
+    out = []
+    for r in resources:
+        if r.get("resourceType") != "Observation" or r.get("status") not in ("final", "amended", "corrected"):
+            continue
+        codings = (r.get("code") or {}).get("coding", [])
+        if not any(c.get("system") == system and c.get("code") == code for c in codings):
+            continue
+        value = _observation_value(r)
+        when = _date(r.get("effectiveDateTime") or (r.get("effectivePeriod") or {}).get("start") or r.get("issued"))
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and when:
+            out.append((when, float(value)))
+    return sorted(out)
+
+
+def _first_value(values: list[Any]) -> Any:
+    return values[0] if len(values) == 1 else None
+
+
+def pathway_view(patient_id: str, variant: str, lang: str) -> dict[str, Any] | None:
+    """Everything the page shows, from the reasoning engine's pathway status and the case features."""
+    from app.reasoning.features import evaluate_features, patient_context
+    from app.reasoning.status import pathway_status
+
+    patient, record = read_record(patient_id)
+    if patient is None:
+        return None
+    audit.add_entities(*(f"{r['resourceType']}/{r['id']}" for r in record if r.get("id")))
+    kb = current_app.extensions["lbp"].knowledge.base
+    plan = kb.artifact(plan_url(variant), "PlanDefinition")
+    if plan is None:
+        raise FHIRError("not-found", f"PlanDefinition {plan_url(variant)} is not loaded", "variant")
+    status = pathway_status(kb, plan, record, subject=patient)
+    features: dict[str, list[Any]] = {}
+    library = kb.library_for(plan.resource)
+    if library is not None:
+        values = evaluate_features(kb, library, patient_context(record, subject=patient, terminology=kb.terminology))
+        features = values.values()
+    actions = _actions_by_id(kb)
+
+    def action_info(action_id: str | None) -> dict[str, Any] | None:
+        entry = actions.get(action_id or "")
+        if entry is None:
+            return None
+        action = entry["action"]
+        return {"id": action_id, "title": action.get("title"), "priority": action.get("priority"),
+                "rules": _rules(action), "citations": _citations(action),
+                "plan": entry["plan"].get("title") or entry["plan"].get("id")}
+
+    step = status.get("step")
+    next_step = action_info(step.get("because")) if step else None
+    recommendations = []
+    seen: set[str] = set()
+    for s in status.get("steps", []):
+        for a in s.get("actions", []):
+            if a.get("priority") and a.get("id") not in seen:
+                seen.add(a["id"])
+                info = action_info(a["id"]) or {"id": a["id"], "title": a.get("title"), "rules": a.get("rules", []),
+                                                "citations": [], "priority": a.get("priority")}
+                info["step"] = s.get("display") or s.get("code")
+                recommendations.append(info)
+    collect = []
+    for c in status.get("collect", []):
+        qid = c["questionnaire"].rstrip("/").rsplit("/", 1)[-1].split("|")[0]
+        questionnaire = kb.resolve(c["questionnaire"], "Questionnaire") or {}
+        title = translated(questionnaire, "title", lang, questionnaire.get("language")) or c.get("title") or qid
+        collect.append({"id": qid, "title": title, "because": c.get("because", [])})
+    offered = {c["id"] for c in collect}
+    others = []
+    for qid in PATIENT_QUESTIONNAIRES:
+        questionnaire = kb.get("Questionnaire", qid)
+        if questionnaire is not None and qid not in offered:
+            others.append({"id": qid, "title": translated(questionnaire, "title", lang, questionnaire.get("language"))})
+    nrs_series = _series(record, "http://loinc.org", "72514-3")
+    rmdq_series = _series(record, OBSERVATION_SYSTEM, "rmdq-total")
+    clin = texts("clinician", lang)
+    plot = line_chart(
+        [s for s in (("NRS", 10.0, nrs_series), ("RMDQ", 24.0, rmdq_series)) if s[2]],
+        title=clin["plot_title"],
+        description=clin["plot_desc"].format(nrs=len(nrs_series), rmdq=len(rmdq_series)),
+    )
+    return {
+        "patient": patient,
+        "variant": variant,
+        "status": status,
+        "next_step": next_step,
+        "recommendations": recommendations,
+        "flags": status.get("flags", []),
+        "screening": status.get("screening"),
+        "scores": score_history(record),
+        "nrs": status.get("nrs") or {},
+        "weeks_since_onset": _first_value(features.get("painDurationWeeks", [])),
+        "onset_date": _first_value(features.get("lbpOnsetDate", [])),
+        "weeks_of_treatment": _first_value(features.get("basicTreatmentWeeks", [])),
+        "treatment_start": _first_value(features.get("basicTreatmentStartDate", [])),
+        "pathway_start": _pathway_start(status),
+        "deadlines": status.get("deadlines", []),
+        "missing": status.get("missing", []),
+        "collect": collect,
+        "others": others,
+        "plot": plot,
+        "nrs_series": nrs_series,
+        "rmdq_series": rmdq_series,
+        "issues": status.get("issues", []),
+        "today": status.get("date"),
+    }
+
+
+def _pathway_start(status: dict[str, Any]) -> str | None:
+    """When the patient's pathway began, as the engine counts its milestones (the deadlines' `from`)."""
+    starts = [d["from"] for d in status.get("deadlines", []) if d.get("fromSource") not in (None, "today")]
+    return min(starts) if starts else None
+
+
+def _variant() -> str:
+    variant = request.values.get("variant") or current_app.config.get("DEFAULT_VARIANT") or "se"
+    if variant not in VARIANTS:
+        raise NotAuthorized(400, f"Unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
+    return variant
+
+
+def _render_pathway(patient_id: str, *, link: str | None = None, link_error: str | None = None):
+    g.web_audit = True
+    n = note()
+    n.interaction = "read"
+    n.action = "R"
+    n.resource_type = "Patient"
+    audit.add_entities(f"Patient/{patient_id}")
+    try:
+        authenticate_clinician()
+        variant = _variant()
+    except NotAuthorized as err:
+        return _refuse(err)
+    lang = _ui_lang()
+    clin = texts("clinician", lang)
+    view = pathway_view(patient_id, variant, lang)
+    if view is None:
+        return render_template("clinician_refused.html", ui=texts("ui", lang), clin=clin, lang=lang,
+                               title=clin["not_found"], message=clin["not_found"], status=404, next=None), 404
+    return render_template("clinician.html", ui=texts("ui", lang), clin=clin, lang=lang, v=view, variants=VARIANTS,
+                           languages=LANGUAGES, title=clin["title"], link=link, link_error=link_error,
+                           patient_id=patient_id, wide=True)
+
+
+@bp.get("/patients/<patient_id>/pathway")
+def pathway(patient_id: str):
+    return _render_pathway(patient_id)
+
+
+@bp.post("/patients/<patient_id>/pathway/link")
+def create_link(patient_id: str):
+    """Creates a patient link for the questionnaires chosen (the missing ones are preselected)."""
+    g.web_audit = True
+    try:
+        authenticate_clinician()
+        variant = _variant()
+    except NotAuthorized as err:
+        return _refuse(err)
+    chosen = [q for q in request.form.getlist("questionnaire") if q]
+    lang = request.form.get("link_lang") or None
+    if lang not in LANGUAGES:
+        lang = None
+    if not chosen:
+        return _render_pathway(patient_id, link_error=texts("clinician", _ui_lang())["link_none"])
+    kb = current_app.extensions["lbp"].knowledge.base
+    unknown = [q for q in chosen if kb.get("Questionnaire", q) is None]
+    if unknown:
+        return _render_pathway(patient_id, link_error=", ".join(unknown))
+    start = request.form.get("start") or None
+    url = patient_link(patient_id, chosen, lang=lang, variant=variant, start=start)
+    return _render_pathway(patient_id, link=url)

@@ -1,0 +1,164 @@
+"""Signed, expiring patient links (`/q/<token>`) naming the patient, the questionnaire(s), language and variant.
+
+A token is `<payload>.<signature>`: the payload is base64url JSON, the signature HMAC-SHA256 over it
+with the server secret (`LBP_SECRET_KEY`, else one generated once and kept in the database so every
+gunicorn worker, and every restart, uses the same one).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from flask import current_app, request, url_for
+from sqlalchemy import Column, Float, MetaData, String, Table, insert, select
+from sqlalchemy.exc import IntegrityError
+
+VARIANTS = ("se", "skane", "midtjylland")
+LANGUAGES = ("sv", "da", "en")
+DEFAULT_EXPIRES_IN = 14 * 24 * 3600
+IDENTIFIER_SYSTEM = "urn:lbp-pathway:link"
+
+_metadata = MetaData()
+web_secrets = Table(
+    "web_secrets",
+    _metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+    Column("created", Float, nullable=False),
+)
+_lock = threading.Lock()
+
+
+class LinkError(Exception):
+    """A link that cannot be used: `tampered` (403) or `expired` (410)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = 410 if reason == "expired" else 403
+
+
+@dataclass(frozen=True)
+class PatientLink:
+    link_id: str
+    patient_id: str
+    questionnaire_ids: tuple[str, ...]
+    lang: str | None
+    variant: str
+    expires: float
+    start: str | None = None  # start of the pathway (YYYY-MM-DD), for the eight-week calendar
+
+    def identifier_value(self, questionnaire_id: str) -> str:
+        """The QuestionnaireResponse.identifier value: one response per link and questionnaire."""
+        return f"{self.link_id}.{questionnaire_id}"
+
+
+def secret_key() -> bytes:
+    """The signing secret: config `SECRET_KEY` / `LBP_SECRET_KEY`, else a generated one stored in the database."""
+    app = current_app
+    configured = app.config.get("LBP_SECRET_KEY") or app.config.get("SECRET_KEY")
+    if configured:
+        return configured.encode() if isinstance(configured, str) else bytes(configured)
+    cached = app.extensions.get("lbp_web_secret")
+    if cached:
+        return cached
+    with _lock:
+        store = app.extensions["lbp"].store
+        _metadata.create_all(store.engine)
+        with store.engine.connect() as conn:
+            row = conn.execute(select(web_secrets.c.value).where(web_secrets.c.name == "link-signing")).first()
+        if row is None:
+            try:
+                with store.engine.begin() as conn:
+                    conn.execute(insert(web_secrets).values(name="link-signing", value=secrets.token_hex(32),
+                                                            created=time.time()))
+            except IntegrityError:  # another worker won the race: use its secret
+                pass
+            with store.engine.connect() as conn:
+                row = conn.execute(select(web_secrets.c.value).where(web_secrets.c.name == "link-signing")).first()
+        assert row is not None
+        key = row[0].encode()
+        app.extensions["lbp_web_secret"] = key
+        return key
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _sign(payload: str) -> str:
+    return _b64(hmac.new(secret_key(), payload.encode(), hashlib.sha256).digest())
+
+
+def make_token(patient_id: str, questionnaire_ids: list[str] | tuple[str, ...], *, lang: str | None = None,
+               variant: str | None = None, expires_in: float = DEFAULT_EXPIRES_IN,
+               start: str | None = None) -> str:
+    variant = variant or current_app.config.get("DEFAULT_VARIANT") or "se"
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r} (one of {', '.join(VARIANTS)})")
+    if lang is not None and lang not in LANGUAGES:
+        raise ValueError(f"unknown language {lang!r} (one of {', '.join(LANGUAGES)})")
+    if not questionnaire_ids:
+        raise ValueError("a patient link names at least one questionnaire")
+    body: dict[str, Any] = {"jti": uuid.uuid4().hex, "pid": patient_id, "q": list(questionnaire_ids),
+                            "var": variant, "exp": int(time.time() + expires_in)}
+    if lang:
+        body["lang"] = lang
+    if start:
+        body["start"] = str(start)[:10]
+    payload = _b64(orjson.dumps(body))
+    return f"{payload}.{_sign(payload)}"
+
+
+def read_token(token: str, *, now: float | None = None) -> PatientLink:
+    """The link a token names; LinkError('tampered') on a bad signature, LinkError('expired') after exp."""
+    payload, _, signature = token.partition(".")
+    if not payload or not signature or not hmac.compare_digest(_sign(payload), signature):
+        raise LinkError("tampered")
+    try:
+        body = orjson.loads(_unb64(payload))
+        link = PatientLink(str(body["jti"]), str(body["pid"]), tuple(str(q) for q in body["q"]),
+                           body.get("lang"), str(body.get("var") or "se"), float(body["exp"]), body.get("start"))
+    except (ValueError, KeyError, TypeError):
+        raise LinkError("tampered") from None
+    if (now if now is not None else time.time()) >= link.expires:
+        raise LinkError("expired")
+    return link
+
+
+def public_base() -> str:
+    base = current_app.config.get("PUBLIC_BASE_URL")
+    if base:
+        return str(base).rstrip("/")
+    try:
+        return request.host_url.rstrip("/")
+    except RuntimeError:  # outside a request: SERVER_NAME must say where the server is
+        return ""
+
+
+def patient_link(patient_id: str, questionnaire_ids: list[str] | tuple[str, ...], *, lang: str | None = None,
+                 variant: str | None = None, expires_in: float = DEFAULT_EXPIRES_IN,
+                 start: str | None = None) -> str:
+    """Absolute URL of a patient's questionnaire link (`/q/<token>`); called by the CDS service and clinicians.
+
+    `start` (YYYY-MM-DD, optional): when the patient's eight weeks in the primary sector began (T5), shown on
+    the information page's calendar; without it the calendar counts from the day the page is opened.
+    """
+    token = make_token(patient_id, questionnaire_ids, lang=lang, variant=variant, expires_in=expires_in,
+                       start=start)
+    base = public_base()
+    if base:
+        return f"{base}/q/{token}"
+    return url_for("web.questionnaire", token=token, _external=True)
