@@ -1,0 +1,314 @@
+"""Case features: the Library's FHIRPath evaluated once per request over the patient's record, in declaration order.
+
+The focus is a Bundle (type collection) of the record; `%patient`, `%today`, `%now`,
+`%draftOrders`, `%selections` and every earlier feature (`%name`) are in scope
+(docs/artifact-conventions.md, "Case features"). One feature's error does not stop the others: it
+is recorded as an Issue naming the Library, the feature and the expression, and every feature that
+reads it (directly or not) is left empty rather than evaluated on a missing value, so absent data
+never turns into a negative finding.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from app.errors import FHIRError, Issue
+from app.reasoning.fhirpath import (
+    CompiledExpression,
+    Environment,
+    Evaluator,
+    Scope,
+    evaluate,
+    make_environment,
+    references_index,
+    to_json,
+)
+from app.reasoning.fhirpath_values import resource_node
+from app.reasoning.knowledge import Artifact, KnowledgeBase
+from app.reasoning.terminology import TerminologyIndex
+
+
+def record_resources(record: Any) -> list[dict[str, Any]]:
+    """Flatten a record into resources: a list of resources and/or Bundles, a Bundle, or a CDS
+    prefetch mapping (key -> resource, Bundle or None). Later copies of Type/id replace earlier ones."""
+    found: list[dict[str, Any]] = []
+
+    def take(item: Any) -> None:
+        if item is None:
+            return
+        if isinstance(item, Mapping):
+            if item.get("resourceType") == "Bundle":
+                for entry in item.get("entry", []) or []:
+                    take(entry.get("resource"))
+            elif "resourceType" in item:
+                found.append(item)  # type: ignore[arg-type]
+            else:  # prefetch: {key: resource | Bundle | None}
+                for value in item.values():
+                    take(value)
+        elif isinstance(item, Iterable) and not isinstance(item, (str, bytes)):
+            for value in item:
+                take(value)
+
+    take(record)
+    seen: dict[tuple[str, str], int] = {}
+    out: list[dict[str, Any]] = []
+    for resource in found:
+        key = (resource["resourceType"], resource.get("id", ""))
+        if key[1] and key in seen:
+            out[seen[key]] = resource
+            continue
+        if key[1]:
+            seen[key] = len(out)
+        out.append(resource)
+    return out
+
+
+def reference_to(subject: Any, default_type: str = "Patient") -> dict[str, Any] | None:
+    """A Reference from a resource dict, a 'Type/id' string or a Reference dict."""
+    if subject is None:
+        return None
+    if isinstance(subject, str):
+        return {"reference": subject if "/" in subject or ":" in subject else f"{default_type}/{subject}"}
+    if isinstance(subject, Mapping):
+        if "resourceType" in subject:
+            return {"reference": f"{subject['resourceType']}/{subject.get('id', '')}"}
+        return dict(subject)
+    raise TypeError(f"cannot make a reference of {subject!r}")
+
+
+@dataclass
+class PatientContext:
+    """What every evaluation of one request shares: the record as a Bundle, the patient, orders, clock."""
+
+    resources: list[dict[str, Any]]
+    bundle: dict[str, Any]
+    patient: dict[str, Any] | None
+    subject: dict[str, Any] | None  # Reference
+    draft_orders: list[dict[str, Any]]
+    selections: list[dict[str, Any]]
+    env: Environment
+    extra: dict[str, Any] = field(default_factory=dict)  # more %-variables (encounter, practitioner)
+    focus: list[Any] = field(default_factory=list)  # the bundle as a collection, built once
+
+    def __post_init__(self) -> None:
+        if not self.focus:
+            self.focus = [resource_node(self.bundle)]
+
+    def variables(self) -> dict[str, Any]:
+        out = {
+            "patient": self.patient,
+            "subject": self.patient,
+            "draftOrders": list(self.draft_orders),
+            "selections": list(self.selections),
+        }
+        out.update(self.extra)
+        return out
+
+
+def patient_context(
+    record: Any,
+    *,
+    subject: Any = None,
+    today: date | datetime | None = None,
+    draft_orders: Any = (),
+    selections: Sequence[Any] = (),
+    terminology: TerminologyIndex | None = None,
+    encounter: Any = None,
+    practitioner: Any = None,
+) -> PatientContext:
+    """Build the shared context. `selections` may hold resources or references to the draft orders."""
+    resources = record_resources(record)
+    subject_ref = reference_to(subject)
+    patient: dict[str, Any] | None = None
+    if isinstance(subject, Mapping) and subject.get("resourceType") == "Patient":
+        patient = dict(subject)
+        if not any(
+            r.get("resourceType") == "Patient" and r.get("id") == patient.get("id") for r in resources
+        ):
+            resources.insert(0, patient)
+    patients = [r for r in resources if r.get("resourceType") == "Patient"]
+    if patient is None and patients:
+        wanted = (subject_ref or {}).get("reference", "")
+        patient = next((p for p in patients if wanted.endswith(f"Patient/{p.get('id')}")), None)
+        if patient is None and not wanted:
+            patient = patients[0]
+    if subject_ref is None and patient is not None:
+        subject_ref = reference_to(patient)
+    drafts = record_resources(draft_orders)
+    by_ref = {f"{d['resourceType']}/{d.get('id')}": d for d in drafts}
+    chosen: list[dict[str, Any]] = []
+    for item in selections or ():
+        if isinstance(item, str):
+            if item in by_ref:
+                chosen.append(by_ref[item])
+        elif isinstance(item, Mapping):
+            ref = item.get("reference")
+            chosen.append(by_ref[ref] if ref in by_ref else item)  # type: ignore[arg-type]
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
+    full_urls = {}
+    for bundle_like in _bundles(record):
+        for entry in bundle_like.get("entry", []) or []:
+            if entry.get("fullUrl") and isinstance(entry.get("resource"), Mapping):
+                full_urls[id(entry["resource"])] = entry["fullUrl"]
+    env = make_environment(
+        today,
+        terminology=terminology,
+        references=references_index([*resources, *drafts], full_urls),
+    )
+    extra: dict[str, Any] = {}
+    if encounter is not None:
+        extra["encounter"] = (
+            encounter
+            if isinstance(encounter, Mapping) and "resourceType" in encounter
+            else reference_to(encounter, "Encounter")
+        )
+    if practitioner is not None:
+        extra["practitioner"] = (
+            practitioner
+            if isinstance(practitioner, Mapping) and "resourceType" in practitioner
+            else reference_to(practitioner, "Practitioner")
+        )
+    return PatientContext(
+        resources=resources,
+        bundle=bundle,
+        patient=patient,
+        subject=subject_ref,
+        draft_orders=drafts,
+        selections=chosen,
+        env=env,
+        extra=extra,
+    )
+
+
+def _bundles(record: Any) -> list[Mapping[str, Any]]:
+    if isinstance(record, Mapping):
+        if record.get("resourceType") == "Bundle":
+            return [record]
+        if "resourceType" not in record:
+            return [b for v in record.values() for b in _bundles(v)]
+        return []
+    if isinstance(record, Iterable) and not isinstance(record, (str, bytes)):
+        return [b for v in record for b in _bundles(v)]
+    return []
+
+
+@dataclass
+class FeatureValues:
+    """The features of one Library for one patient: raw values (for further evaluation), issues, cost."""
+
+    library: Artifact
+    context: PatientContext
+    raw: dict[str, list[Any]]
+    issues: list[Issue]
+    timings_ms: dict[str, float]
+    failed: set[str]  # features that could not be evaluated (errors and their dependants)
+    scope: Scope  # %patient, %today … and every feature, for the rules
+
+    def values(self) -> dict[str, list[Any]]:
+        """name -> FHIR JSON values, in declaration order."""
+        return {name: to_json(value) for name, value in self.raw.items()}
+
+    def value(self, name: str) -> list[Any]:
+        return to_json(self.raw.get(name, []))
+
+    def evaluate(self, compiled: CompiledExpression, extra: Mapping[str, Any] | None = None) -> list[Any]:
+        """Evaluate an expression of a rule over the same focus, with the features in scope."""
+        scope = self.scope
+        if extra:
+            scope = Scope(scope)
+            for name, value in extra.items():
+                scope.put(name, value)
+        return evaluate(compiled, self.context.focus, scope, self.context.env)
+
+    def missing_inputs(self, compiled: CompiledExpression) -> list[str]:
+        """The features an expression reads that could not be evaluated."""
+        return sorted(v for v in compiled.variables if v in self.failed)
+
+
+def needed_features(library: Artifact, names: Iterable[str]) -> set[str]:
+    """The features `names` read, with everything they depend on."""
+    by_name = {f.name: f for f in library.features}
+    needed: set[str] = set()
+    stack = [n for n in names if n in by_name]
+    while stack:
+        name = stack.pop()
+        if name not in needed:
+            needed.add(name)
+            stack.extend(by_name[name].depends_on)
+    return needed
+
+
+def evaluate_features(
+    kb: KnowledgeBase,
+    library: Artifact | Mapping[str, Any] | str,
+    context: PatientContext,
+    *,
+    only: Iterable[str] | None = None,
+) -> FeatureValues:
+    """Evaluate the case features of `library` over `context`, in declaration order.
+
+    With `only`, just those features and what they depend on (the others are absent from the
+    result): $apply evaluates what its rules read.
+    """
+    artifact = library if isinstance(library, Artifact) else kb.artifact(library, "Library")
+    if artifact is None:
+        raise FHIRError("not-found", f"Library {library} is not loaded", "library")
+    wanted = needed_features(artifact, only) if only is not None else None
+    raw: dict[str, list[Any]] = {}
+    issues: list[Issue] = []
+    timings: dict[str, float] = {}
+    failed: set[str] = set()
+    scope = Scope.of(context.variables())
+    run = Evaluator(context.focus, scope, context.env)
+    clock = time.perf_counter
+    for feature in artifact.features:
+        if wanted is not None and feature.name not in wanted:
+            continue
+        blocked = sorted(feature.depends_on & failed)
+        if blocked:
+            failed.add(feature.name)
+            raw[feature.name] = []
+            timings[feature.name] = 0.0
+            issues.append(
+                Issue(
+                    "warning",
+                    "processing",
+                    f"{artifact.label}: feature {feature.name} was not evaluated because %{blocked[0]} could not be",
+                    [feature.path],
+                    diagnostics=feature.expression.text,
+                )
+            )
+            scope[feature.name] = []
+            continue
+        started = clock()
+        try:
+            value = run(feature.expression)
+        except Exception as exc:  # fhirpathpy raises plain exceptions for evaluation errors
+            value = []
+            failed.add(feature.name)
+            issues.append(
+                Issue(
+                    "error",
+                    "processing",
+                    f"{artifact.label}: feature {feature.name} could not be evaluated ({exc}): "
+                    f"{feature.expression.text}",
+                    [feature.path],
+                    diagnostics=feature.expression.text,
+                )
+            )
+        timings[feature.name] = (clock() - started) * 1000.0
+        raw[feature.name] = value
+        scope[feature.name] = value
+    return FeatureValues(
+        library=artifact,
+        context=context,
+        raw=raw,
+        issues=issues,
+        timings_ms=timings,
+        failed=failed,
+        scope=scope,
+    )

@@ -1,0 +1,384 @@
+"""FHIRPath for the engine: compiled once per text, evaluated with memberOf(), weight(), resolve(), injected today.
+
+Parsing uses fhirpathpy's ANTLR grammar with an error listener (fhirpathpy's own `compile` recovers
+silently from syntax errors); the AST is then compiled into Python closures
+(`fhirpath_compiler`) over model-typed nodes (`fhirpath_values`, fhirpathpy's R4 model), because
+fhirpathpy's interpreter costs about 1.5 ms per case feature, which a CDS hook cannot afford, and
+reads the wall clock and module-global state in `today()`/`now()`. fhirpathpy stays the reference
+the tests compare this engine with. Within one `Scope` (one request), a subexpression that reads
+only %-variables, or only the record, is computed once and shared by every expression that has it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from antlr4 import CommonTokenStream, InputStream, Token
+from antlr4.error.ErrorListener import ErrorListener
+from antlr4.tree.Tree import ParseTreeWalker
+from fhirpathpy.parser.ASTPathListener import ASTPathListener
+from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
+from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
+
+from app.errors import FHIRError, Issue
+from app.reasoning.fhirpath_compiler import Ctx, FHIRPathError, Fn, compile_root, to_boolean
+from app.reasoning.fhirpath_values import Node, Quantity, Temporal, as_collection, parse_temporal
+from app.reasoning.terminology import TerminologyIndex
+
+UCUM = "http://unitsofmeasure.org"
+FHIRPATH = "text/fhirpath"
+ITEM_WEIGHT = "http://hl7.org/fhir/StructureDefinition/itemWeight"
+ORDINAL_VALUE = "http://hl7.org/fhir/StructureDefinition/ordinalValue"
+
+# %-names every evaluation defines; an artifact may use these without declaring them
+STANDARD_VARIABLES = frozenset(
+    {"context", "resource", "rootResource", "ucum", "sct", "loinc", "today", "now"}
+)
+
+__all__ = [
+    "FHIRPATH",
+    "STANDARD_VARIABLES",
+    "CompiledExpression",
+    "Environment",
+    "Evaluator",
+    "FHIRPathError",
+    "Scope",
+    "compile_expression",
+    "evaluate",
+    "expressions_in",
+    "make_environment",
+    "singleton_boolean",
+    "to_json",
+]
+
+
+class _SyntaxErrors(ErrorListener):
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def syntaxError(self, recognizer, offendingSymbol, line, column, msg, e):  # noqa: N802 (antlr API)
+        self.messages.append(f"column {column + 1}: {msg}")
+
+
+def parse(text: str) -> dict[str, Any]:
+    """fhirpathpy's AST of an expression; ValueError with the syntax errors."""
+    errors = _SyntaxErrors()
+    lexer = FHIRPathLexer(InputStream(text))
+    lexer.removeErrorListeners()
+    lexer.addErrorListener(errors)
+    tokens = CommonTokenStream(lexer)
+    parser = FHIRPathParser(tokens)
+    parser.removeErrorListeners()
+    parser.addErrorListener(errors)
+    tree = parser.expression()
+    if not errors.messages and tokens.LA(1) != Token.EOF:
+        errors.messages.append(f"column {tokens.LT(1).column + 1}: unexpected {tokens.LT(1).text!r}")
+    if errors.messages:
+        raise ValueError("; ".join(errors.messages))
+    listener = ASTPathListener()
+    ParseTreeWalker().walk(listener, tree)
+    return listener.parentStack[0]
+
+
+def _walk(node: Any) -> Iterable[dict[str, Any]]:
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, dict):
+            yield current
+            stack.extend(current.get("children") or [])
+
+
+def _variables(ast: dict[str, Any]) -> frozenset[str]:
+    names = set()
+    for node in _walk(ast):
+        if node.get("type") == "ExternalConstantTerm":
+            constant = node["children"][0]
+            inner = constant.get("children") or []
+            if inner:
+                raw = inner[0].get("text") or ""
+            else:
+                raw = (constant.get("terminalNodeText") or ["", ""])[-1]
+            names.add(raw.strip("`'\""))
+    return frozenset(names)
+
+
+@dataclass(frozen=True)
+class CompiledExpression:
+    """A parsed, checked, compiled FHIRPath expression; `variables` are the %-names it reads."""
+
+    text: str
+    fn: Fn = field(repr=False, compare=False)
+    variables: frozenset[str]
+
+
+_cache: dict[str, CompiledExpression | str] = {}
+_cache_lock = threading.Lock()
+_CACHE_LIMIT = 20_000
+
+
+def compile_expression(text: str, *, artifact: str = "", path: str = "") -> CompiledExpression:
+    """Parse and compile once (cached by text); FHIRError('invalid') naming artifact, element path and text."""
+    cached = _cache.get(text) if isinstance(text, str) else None
+    if cached is None:
+        try:
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError("empty expression")
+            ast = parse(text)
+            root = ast["children"][0]
+            cached = CompiledExpression(text=text, fn=compile_root(root), variables=_variables(root))
+        except Exception as exc:  # antlr, the AST builder and the compiler raise plain exceptions
+            cached = str(exc) or type(exc).__name__
+        if isinstance(text, str):
+            with _cache_lock:
+                if len(_cache) >= _CACHE_LIMIT:
+                    _cache.clear()
+                _cache[text] = cached
+    if isinstance(cached, str):
+        where = f"{artifact}: " if artifact else ""
+        at = f" at {path}" if path else ""
+        message = f"{where}the FHIRPath{at} does not compile ({cached}): {text}"
+        raise FHIRError(
+            "invalid",
+            message,
+            path or None,
+            issues=[Issue("error", "invalid", message, [path] if path else [], diagnostics=str(text))],
+        )
+    return cached
+
+
+def to_decimal(value: Any) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def weight_extension(element: Mapping[str, Any]) -> Decimal | None:
+    """The itemWeight (or older ordinalValue) extension of an answerOption or Coding, as Decimal."""
+    for ext in element.get("extension", []) or []:
+        if ext.get("url") in (ITEM_WEIGHT, ORDINAL_VALUE) and "valueDecimal" in ext:
+            return to_decimal(ext["valueDecimal"])
+    return None
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What an evaluation reads besides its focus: the clock, terminology, weights, references."""
+
+    today: date
+    now: datetime
+    terminology: TerminologyIndex | None = None
+    # SDC weight(): the itemWeight of an answer Coding, by the identity of the Coding dict in the
+    # response being scored, and by (system, code) where the Questionnaire is unambiguous
+    weight_by_id: Mapping[int, Decimal] = field(default_factory=dict)
+    weight_by_code: Mapping[tuple[str | None, str | None], Decimal | None] = field(default_factory=dict)
+    references: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    today_value: Temporal = field(init=False, repr=False, compare=False)
+    now_value: Temporal = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "today_value", parse_temporal(self.today.isoformat(), "date"))
+        now = self.now if self.now.tzinfo else self.now.astimezone()
+        object.__setattr__(
+            self, "now_value", parse_temporal(now.isoformat(timespec="milliseconds"), "dateTime")
+        )
+
+    def with_(self, **changes: Any) -> Environment:
+        values = {
+            "today": self.today,
+            "now": self.now,
+            "terminology": self.terminology,
+            "weight_by_id": self.weight_by_id,
+            "weight_by_code": self.weight_by_code,
+            "references": self.references,
+        }
+        values.update(changes)
+        return Environment(**values)
+
+    def weight_of(self, coding: Mapping[str, Any]) -> Decimal | None:
+        weight = self.weight_by_id.get(id(coding))
+        if weight is None:
+            weight = self.weight_by_code.get((coding.get("system"), coding.get("code")))
+        if weight is None:
+            weight = weight_extension(coding)
+        return weight
+
+
+def make_environment(
+    today: date | datetime | None = None,
+    *,
+    terminology: TerminologyIndex | None = None,
+    references: Mapping[str, dict[str, Any]] | None = None,
+) -> Environment:
+    """`today` may be a date (now = that day at the current wall-clock time) or a datetime (= now)."""
+    if isinstance(today, datetime):
+        now = today
+        day = today.date()
+    else:
+        wall = datetime.now().astimezone()
+        day = today or wall.date()
+        now = datetime.combine(day, wall.timetz())
+    return Environment(today=day, now=now, terminology=terminology, references=references or {})
+
+
+class Scope(dict):
+    """%-variables as collections ready for evaluation (name -> list of items).
+
+    A scope also memoises what its variables determine (see `fhirpath_compiler._optimise`): give
+    a variable its value once and do not change it afterwards.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.memo: dict[str, Any] = {}
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any] | None) -> Scope:
+        scope = cls()
+        for name, value in (values or {}).items():
+            scope[name] = value if isinstance(value, list) and _prepared(value) else as_collection(value)
+        return scope
+
+    def put(self, name: str, value: Any) -> None:
+        self[name] = value if isinstance(value, list) and _prepared(value) else as_collection(value)
+
+
+def _prepared(values: list) -> bool:
+    return all(not isinstance(v, (dict, float)) and v is not None for v in values)
+
+
+class Evaluator:
+    """Evaluates many expressions over one focus and scope (one Ctx for all: the case features)."""
+
+    __slots__ = ("ctx", "root")
+
+    def __init__(self, focus: Any, scope: Scope, env: Environment):
+        self.root = focus if isinstance(focus, list) and _prepared(focus) else as_collection(focus)
+        self.ctx = Ctx(scope, _standard(self.root, env), env, self.root, scope.memo)
+
+    def __call__(self, compiled: CompiledExpression) -> list[Any]:
+        ctx = self.ctx
+        ctx.this = ctx.root
+        ctx.index = []
+        ctx.total = []
+        try:
+            return compiled.fn(ctx, ctx.root)
+        except FHIRPathError:
+            raise
+        except (
+            ArithmeticError,
+            TypeError,
+            ValueError,
+            KeyError,
+            IndexError,
+            AttributeError,
+            RecursionError,
+        ) as exc:
+            raise FHIRPathError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _standard(root: list, env: Environment) -> dict[str, list]:
+    return {
+        "context": root,
+        "resource": root,
+        "rootResource": root,
+        "ucum": [UCUM],
+        "sct": ["http://snomed.info/sct"],
+        "loinc": ["http://loinc.org"],
+        "today": [env.today_value],
+        "now": [env.now_value],
+    }
+
+
+def evaluate(
+    compiled: CompiledExpression,
+    focus: Any,
+    variables: Mapping[str, Any] | None,
+    env: Environment,
+) -> list[Any]:
+    """Evaluate over `focus` (a resource dict, a list, or items); raises FHIRPathError on errors.
+
+    Returns the collection as engine items (see `to_json` for FHIR JSON).
+    """
+    root = focus if isinstance(focus, list) and _prepared(focus) else as_collection(focus)
+    scope = variables if isinstance(variables, Scope) else Scope.of(variables)
+    try:
+        return compiled.fn(Ctx(scope, _standard(root, env), env, root, scope.memo), root)
+    except FHIRPathError:
+        raise
+    except (
+        ArithmeticError,
+        TypeError,
+        ValueError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        RecursionError,
+    ) as exc:
+        raise FHIRPathError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _json_value(value: Any) -> Any:
+    if type(value) is Node:
+        return value.data
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, Temporal):
+        return value.text
+    if isinstance(value, Quantity):
+        return value.to_json()
+    return value
+
+
+def to_json(values: Sequence[Any]) -> list[Any]:
+    """A collection as FHIR JSON values (elements as dicts, dates as strings, decimals as numbers)."""
+    return [_json_value(v) for v in values]
+
+
+def singleton_boolean(values: Sequence[Any]) -> bool | None:
+    """A condition's value: True/False, None when empty; FHIRPathError when not one boolean."""
+    if len(values) > 1:
+        raise FHIRPathError(f"a condition must yield one boolean, got {len(values)} items")
+    if values:
+        value = values[0].data if type(values[0]) is Node else values[0]
+        if not isinstance(value, bool):
+            raise FHIRPathError(f"a condition must yield a boolean, got {_json_value(values[0])!r}")
+    return to_boolean(list(values))
+
+
+def expressions_in(element: Any, path: str) -> list[tuple[str, str, str | None]]:
+    """Every FHIRPath Expression (language text/fhirpath) in a resource: (element path, text, name)."""
+    found: list[tuple[str, str, str | None]] = []
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            if node.get("language") == FHIRPATH and isinstance(node.get("expression"), str):
+                found.append((f"{where}.expression", node["expression"], node.get("name")))
+            for key, value in node.items():
+                if key == "contained" or key.startswith("_"):
+                    continue
+                walk(value, f"{where}.{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{where}[{i}]")
+
+    walk(element, path)
+    return found
+
+
+def references_index(
+    resources: Sequence[Mapping[str, Any]], full_urls: Mapping[int, str] | None = None
+) -> dict[str, Any]:
+    """`Type/id` (and fullUrl) -> resource, for resolve()."""
+    index: dict[str, Any] = {}
+    for resource in resources:
+        if resource.get("resourceType") and resource.get("id"):
+            index[f"{resource['resourceType']}/{resource['id']}"] = resource
+        if full_urls and id(resource) in full_urls:
+            index[full_urls[id(resource)]] = resource
+    return index
