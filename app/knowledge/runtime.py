@@ -5,6 +5,7 @@ compares its epoch before serving knowledge and reloads when another worker (or 
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from app.store.db import KNOWLEDGE_TYPES, Store
 
 EPOCH_CHECK_SECONDS = 0.5
+log = logging.getLogger("lbp")
 
 
 class Knowledge:
@@ -81,19 +83,24 @@ class Knowledge:
 
 
 def _build_base(resources: list[dict]) -> Any:
-    try:
-        from app.reasoning.knowledge import KnowledgeBase
-    except ImportError:
-        return None
+    from app.errors import FHIRError
+    from app.reasoning.knowledge import KnowledgeBase
+
     kb = KnowledgeBase()
-    for r in resources:
-        kb.add(r)
+    try:
+        kb.add_all(resources)
+    except FHIRError:
+        # Every artifact was checked when it was written; if the set still does not load whole, load what does.
+        for r in resources:
+            try:
+                kb.add(r)
+            except FHIRError as err:
+                log.error("artifact %s/%s not usable: %s", r.get("resourceType"), r.get("id"), err.issues[0].text)
+    kb.warm()
     return kb
 
 
 def _check_artifact(resource: dict) -> None:
-    try:
-        from app.reasoning.knowledge import KnowledgeBase
-    except ImportError:
-        return
+    from app.reasoning.knowledge import KnowledgeBase
+
     KnowledgeBase().add(resource)
