@@ -81,10 +81,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     lbp = LBP(app)
     app.extensions["lbp"] = lbp
 
+    from app.auth.smart import bp as smart_bp
     from app.fhir import bp as fhir_bp
     from app.fhir.errors import register_error_handlers
-
-    from app.auth.smart import bp as smart_bp
 
     app.register_blueprint(fhir_bp, url_prefix=app.config["FHIR_BASE_PATH"])
     app.register_blueprint(smart_bp)

@@ -1,0 +1,248 @@
+"""The applied pathway (a RequestGroup) as CDS Hooks cards (https://cds-hooks.hl7.org/2.0/#cds-service-response).
+
+A card is a top-level action of an eca-rule PlanDefinition (in the RequestGroup: an action with a
+`priority`, or a leaf below the pathway's grouping actions). Its child actions are the suggestions:
+a `create` child becomes a create action with the request the engine made from the ActivityDefinition;
+a `remove` child (the engine filled `resource` with the draft it names) becomes a delete with
+`resourceId`; a child with sub-actions (selectionBehavior `all`, e.g. remove then create) becomes one
+suggestion with every sub-action. Texts come in the variant's language (the translation extension);
+the rule ids come from the action's `code` in the rule CodeSystem.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("lbp.cds")
+
+RULES = "https://lbp-pathway.org/fhir/CodeSystem/lbp-rules"
+TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation"
+CITATION_EN = "https://lbp-pathway.org/fhir/StructureDefinition/citation-en"
+OVERRIDE_REASON = "https://lbp-pathway.org/fhir/StructureDefinition/override-reason"
+RULES_EXTENSION = "org.lbp-pathway.rules"  # further contributing rule ids (Codings), see docs/cds-hooks.md
+STEP_EXTENSION = "org.lbp-pathway.pathway-step"
+SDC_QUESTIONNAIRE = "questionnaire"
+INDICATOR = {"routine": "info", "urgent": "warning", "asap": "critical", "stat": "critical"}
+SELECTION = {"at-most-one": "at-most-one", "exactly-one": "at-most-one"}  # everything else -> "any"
+SUMMARY_MAX = 140
+
+
+@dataclass
+class CardContext:
+    """What the conversion needs besides the RequestGroup."""
+
+    language: str
+    source_label: str
+    patient_id: str
+    rule_display: Mapping[str, str]  # rule id -> display in the variant's language
+    rule_link: Any  # rule id -> absolute URL of its catalogue entry
+    questionnaire_link: Any  # questionnaire canonical -> absolute URL (or None)
+    pathway_link: str | None
+    smart_link: dict[str, Any] | None
+    contained: Mapping[str, dict[str, Any]]  # '#id' -> resource made by $apply
+    plan_language: Mapping[str, str] = field(default_factory=dict)  # card action id -> artifact language
+
+
+def text(element: Mapping[str, Any], key: str, language: str, primary: str | None) -> str | None:
+    value = element.get(key)
+    if value is None:
+        return None
+    if primary is not None and primary == language:
+        return value
+    for ext in (element.get(f"_{key}") or {}).get("extension", []) or []:
+        if ext.get("url") != TRANSLATION:
+            continue
+        parts = {e.get("url"): e for e in ext.get("extension", []) or []}
+        if (parts.get("lang") or {}).get("valueCode") == language:
+            return (parts.get("content") or {}).get("valueString") or value
+    return value
+
+
+def rule_codes(action: Mapping[str, Any]) -> list[str]:
+    return [c["code"] for cc in action.get("code", []) or [] for c in cc.get("coding", []) or []
+            if c.get("system") == RULES and c.get("code")]
+
+
+def other_codes(action: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [c for cc in action.get("code", []) or [] for c in cc.get("coding", []) or []
+            if c.get("system") != RULES and c.get("code")]
+
+
+def card_actions(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The RequestGroup actions that are cards: below grouping actions, those with a priority or no children."""
+    out: list[dict[str, Any]] = []
+    for action in actions:
+        if "priority" in action or not action.get("action"):
+            out.append(action)
+        else:
+            out.extend(card_actions(action["action"]))
+    return out
+
+
+def _ranked(rules: list[str], description: str) -> list[str]:
+    """Rule ids the patient-specific text names first (a red-flag card that fired for RF4 is about RF4)."""
+    first_paragraph = description.split("\n\n", 1)[0]
+    if ">" in first_paragraph[:2]:
+        return rules
+    if not rules:
+        return rules
+    family = re.match(r"[A-Z]+", rules[0])
+    # only within the first rule's family (RF1..RF9): a rheumatology card citing RF5 stays an RR1 card
+    named = [r for r in rules if family and r.startswith(family.group(0)) and re.fullmatch(r"[A-Z]+\d+", r)
+             and re.search(rf"\b{re.escape(r)}\b", first_paragraph)]
+    if not named or rules[0] in named:
+        return rules
+    return named + [r for r in rules if r not in named]
+
+
+def _summary(value: str) -> str:
+    value = " ".join(value.split())
+    return value if len(value) <= SUMMARY_MAX else value[: SUMMARY_MAX - 1].rstrip() + "…"
+
+
+def _detail(action: Mapping[str, Any], ctx: CardContext, primary: str | None) -> str:
+    detail = text(action, "description", ctx.language, primary) or ""
+    for doc in action.get("documentation", []) or []:
+        if doc.get("type") not in ("citation", "documentation"):
+            continue
+        citation = doc.get("citation")
+        if not citation:
+            continue
+        if ctx.language == "en":
+            citation = next((e.get("valueString") for e in (doc.get("_citation") or {}).get("extension", []) or []
+                             if e.get("url") == CITATION_EN), citation)
+        if citation.strip()[:60] in detail:
+            continue
+        quote = "\n>\n".join("> " + line for line in citation.splitlines() if line.strip())
+        detail += f"\n\n{quote}\n>\n> — {doc.get('display', '')}"
+    return detail.strip()
+
+
+def _leaf_actions(child: Mapping[str, Any], ctx: CardContext, primary: str | None) -> list[dict[str, Any]]:
+    """The CDS actions of one suggestion: this child's own request or target, then its sub-actions'."""
+    out: list[dict[str, Any]] = []
+    kind = next((c.get("code") for c in ((child.get("type") or {}).get("coding") or []) if c.get("code")), None)
+    reference = (child.get("resource") or {}).get("reference")
+    description = text(child, "title", ctx.language, primary) or text(child, "description", ctx.language, primary)
+    if reference:
+        if reference.startswith("#"):
+            resource = ctx.contained.get(reference)
+            if resource is not None:
+                created = {k: v for k, v in resource.items() if k != "id"}
+                if created.get("intent") == "option":
+                    # "option" only means something inside a RequestGroup; accepted, it is a proposal
+                    created["intent"] = "proposal"
+                out.append({"type": "create", "description": description or "", "resource": created})
+        elif kind == "remove":
+            out.append({"type": "delete", "description": description or "", "resourceId": reference})
+        elif kind == "update":
+            out.append({"type": "update", "description": description or "", "resourceId": reference})
+    for sub in child.get("action", []) or []:
+        out.extend(_leaf_actions(sub, ctx, primary))
+    return out
+
+
+def _questionnaires(actions: list[dict[str, Any]]) -> list[str]:
+    found: list[str] = []
+    for a in actions:
+        resource = a.get("resource") or {}
+        if resource.get("resourceType") != "Task":
+            continue
+        for i in resource.get("input", []) or []:
+            if any(c.get("code") == SDC_QUESTIONNAIRE for c in (i.get("type") or {}).get("coding", []) or []):
+                if i.get("valueCanonical") and i["valueCanonical"] not in found:
+                    found.append(i["valueCanonical"])
+    return found
+
+
+def to_card(action: Mapping[str, Any], ctx: CardContext) -> dict[str, Any] | None:
+    primary = ctx.plan_language.get(action.get("id", ""))
+    rules = _ranked(rule_codes(action), text(action, "description", ctx.language, primary) or "")
+    title = text(action, "title", ctx.language, primary) or text(action, "description", ctx.language, primary)
+    if not title:
+        return None
+    indicator = INDICATOR.get(action.get("priority", "routine"), "info")
+    source: dict[str, Any] = {"label": ctx.source_label}
+    if rules:
+        source["url"] = ctx.rule_link(rules[0])
+        topic = {"system": RULES, "code": rules[0]}
+        if rules[0] in ctx.rule_display:
+            topic["display"] = ctx.rule_display[rules[0]]
+        source["topic"] = topic
+    card: dict[str, Any] = {
+        "uuid": str(uuid.uuid4()),
+        "summary": _summary(title),
+        "detail": _detail(action, ctx, primary),
+        "indicator": indicator,
+        "source": source,
+    }
+    suggestions = []
+    offered_actions: list[dict[str, Any]] = []
+    for child in action.get("action", []) or []:
+        actions = _leaf_actions(child, ctx, primary)
+        if not actions:
+            continue
+        label = text(child, "title", ctx.language, primary) or actions[0].get("description") or card["summary"]
+        suggestions.append({"label": _summary(label), "uuid": str(uuid.uuid4()), "actions": actions})
+        offered_actions.extend(actions)
+    if suggestions:
+        card["suggestions"] = suggestions
+        card["selectionBehavior"] = SELECTION.get(action.get("selectionBehavior", ""), "any")
+    reasons = [e["valueCoding"] for e in action.get("extension", []) or []
+               if e.get("url") == OVERRIDE_REASON and isinstance(e.get("valueCoding"), Mapping)]
+    if reasons:
+        card["overrideReasons"] = [
+            {k: v for k, v in r.items() if k in ("system", "code", "display")} for r in reasons
+        ]
+    links: list[dict[str, Any]] = []
+    for canonical in _questionnaires(offered_actions):
+        url = ctx.questionnaire_link(canonical)
+        if url:
+            name = canonical.rsplit("/", 1)[-1].split("|")[0]
+            links.append({"label": _LINK_LABELS["questionnaire"].get(ctx.language, "Questionnaire") + f": {name}",
+                          "url": url, "type": "absolute"})
+    if ctx.pathway_link:
+        links.append({"label": _LINK_LABELS["pathway"].get(ctx.language, "Pathway"), "url": ctx.pathway_link,
+                      "type": "absolute"})
+    if ctx.smart_link:
+        links.append(dict(ctx.smart_link))
+    if links:
+        card["links"] = links
+    extension: dict[str, Any] = {}
+    if len(rules) > 1:
+        extension[RULES_EXTENSION] = [
+            {"system": RULES, "code": r, **({"display": ctx.rule_display[r]} if r in ctx.rule_display else {})}
+            for r in rules[1:]
+        ]
+    steps = other_codes(action)
+    if steps:
+        extension[STEP_EXTENSION] = steps
+    if extension:
+        card["extension"] = extension
+    return card
+
+
+_LINK_LABELS = {
+    "questionnaire": {"sv": "Patientens formulär", "da": "Patientens skema", "en": "Patient questionnaire"},
+    "pathway": {"sv": "Vårdförloppet för patienten", "da": "Patientens forløb", "en": "The patient's pathway"},
+}
+
+
+def cards_from(request_group: Mapping[str, Any], ctx: CardContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(cards, their rule summary rows). One action that cannot be turned into a card is logged and left out."""
+    cards: list[dict[str, Any]] = []
+    for action in card_actions(list(request_group.get("action", []) or [])):
+        try:
+            card = to_card(action, ctx)
+        except Exception as exc:  # one malformed action must not cost the other cards
+            log.error("card for action %s could not be built: %s", action.get("id", "?"), type(exc).__name__)
+            continue
+        if card is not None:
+            cards.append(card)
+    order = {"critical": 0, "warning": 1, "info": 2}
+    cards.sort(key=lambda c: order[c["indicator"]])
+    return cards, []

@@ -1,0 +1,145 @@
+"""CDS Hooks benchmark: order-sign latency and throughput under gunicorn with 8 concurrent clients.
+
+Measured in one run against one server:
+- the floor: `POST /cds-services/_floor` returning `{"cards": []}` (enabled by LBP_CDS_BENCH_FLOOR; no JWT,
+  no reasoning) — what any call through this stack costs;
+- order-sign with full prefetch and a signed ES384 JWT per call (verification + jti in the database);
+- order-sign with no prefetch: the service fetches every template (one FHIR batch) from a second gunicorn
+  serving the FHIR API on the same database (a separate process, as an EHR's FHIR server would be).
+Prints p50/p95/p99, calls per second, and our p50/p99 as multiples of the floor's. Asserts nothing.
+
+    .venv/bin/python bench/cds.py [--calls 1500] [--clients 8] [--workers N] [--threads 4]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._server import Server  # noqa: E402
+from tests.cds.conftest import ISSUER, Keys, full_prefetch, hook_request, mint  # noqa: E402
+from tests.cds.patients import DATA, TODAY  # noqa: E402
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(len(s) * p))]
+
+
+def run(url: str, bodies: list[dict], tokens: list[str] | None, clients: int) -> tuple[list[float], float, int]:
+    """Every client sends its share of the calls over one keep-alive connection; returns latencies (ms)."""
+    latencies: list[float] = []
+    failures = [0]
+    lock = threading.Lock()
+    share = len(bodies) // clients
+    payloads = [json.dumps(b).encode() for b in bodies]
+
+    def client(k: int) -> None:
+        session = requests.Session()
+        mine: list[float] = []
+        for i in range(k * share, (k + 1) * share):
+            headers = {"Content-Type": "application/json"}
+            if tokens is not None:
+                headers["Authorization"] = f"Bearer {tokens[i]}"
+            t = time.perf_counter()
+            r = session.post(url, data=payloads[i], headers=headers, timeout=30)
+            mine.append((time.perf_counter() - t) * 1000)
+            if r.status_code != 200:
+                with lock:
+                    failures[0] += 1
+        session.close()
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies, time.perf_counter() - started, failures[0]
+
+
+def report(name: str, lat: list[float], seconds: float, failures: int, floor: tuple[float, float] | None) -> None:
+    p50, p95, p99 = pct(lat, 0.50), pct(lat, 0.95), pct(lat, 0.99)
+    line = (f"{name:<34} n={len(lat):5d}  p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  p99 {p99:7.2f} ms  "
+            f"mean {statistics.fmean(lat):6.2f} ms  {len(lat) / seconds:7.1f} calls/s  failures {failures}")
+    if floor:
+        line += f"  | x floor: p50 {p50 / floor[0]:.1f}  p99 {p99 / floor[1]:.1f}"
+    print(line, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=1600)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=max(2, multiprocessing.cpu_count()))
+    parser.add_argument("--threads", type=int, default=4)
+    args = parser.parse_args()
+
+    keys = Keys()
+    tmp = Path(tempfile.mkdtemp(prefix="lbp-cds-bench-"))
+    issuers = tmp / "issuers.json"
+    issuers.write_text(json.dumps({"issuers": [{"iss": ISSUER, "jwks": keys.jwks()}]}))
+    db = f"sqlite:///{tmp / 'cds.db'}"
+    env = {"LBP_CDS_TRUSTED_ISSUERS_FILE": str(issuers), "LBP_CDS_BENCH_FLOOR": "true",
+           "LBP_CDS_TODAY": TODAY.isoformat(), "LBP_VALIDATE_WRITES": "false"}
+    with Server(db, workers=args.workers, threads=args.threads, env=env, load_artifacts=True) as srv:
+        fhir_token = srv.token("system/*.cruds")
+        for path in sorted(DATA.glob("Bundle-patient-*.json")):
+            r = requests.post(srv.base + "/fhir", data=path.read_bytes(), timeout=60, headers={
+                "Content-Type": "application/fhir+json", "Authorization": f"Bearer {fhir_token}"})
+            r.raise_for_status()
+        read_token = srv.token("system/*.rs")
+        # the FHIR server the service fetches from: its own gunicorn on the same database
+        fhir_srv = Server(db, workers=1, threads=args.threads, env=env)
+        fhir_srv.__enter__()
+        sign = srv.base + "/cds-services/lbp-order-sign-se"
+        n = args.calls - args.calls % args.clients
+        print(f"gunicorn {args.workers} workers x {args.threads} threads, {args.clients} concurrent clients, "
+              f"{n} calls per scenario, {multiprocessing.cpu_count()} CPUs (clients share them)", flush=True)
+
+        def prefetched() -> dict:
+            return hook_request("order-sign", "clean", ["opioid", "mri"], prefetch=full_prefetch("clean"))
+
+        def fetched() -> dict:
+            return hook_request("order-sign", "clean", ["opioid", "mri"], prefetch=None,
+                                fhirServer=fhir_srv.base + "/fhir",
+                                fhirAuthorization={"access_token": read_token, "token_type": "Bearer",
+                                                   "expires_in": 300, "scope": "system/*.rs", "subject": "cds"})
+
+        # warm every worker (knowledge snapshot, compiled expressions, terminology index)
+        warm = [prefetched() for _ in range(40)] + [fetched() for _ in range(40)]
+        run(sign, warm, [mint(keys, sign) for _ in warm], args.clients)
+
+        floor_lat, floor_s, floor_fail = run(srv.base + "/cds-services/_floor", [{} for _ in range(n)], None,
+                                             args.clients)
+        floor = (pct(floor_lat, 0.5), pct(floor_lat, 0.99))
+        report("floor {\"cards\": []}", floor_lat, floor_s, floor_fail, None)
+
+        tokens = [mint(keys, sign) for _ in range(n)]
+        lat, secs, fail = run(sign, [prefetched() for _ in range(n)], tokens, args.clients)
+        report("order-sign, full prefetch, JWT", lat, secs, fail, floor)
+
+        m = max(args.clients, n // 2)
+        m -= m % args.clients
+        tokens = [mint(keys, sign) for _ in range(m)]
+        lat, secs, fail = run(sign, [fetched() for _ in range(m)], tokens, args.clients)
+        report("order-sign, fetched from FHIR, JWT", lat, secs, fail, floor)
+        print("targets: prefetch p99 <= 25 ms and >= 500 calls/s; fetched p99 <= 60 ms", flush=True)
+        fhir_srv.__exit__(None, None, None)
+
+
+if __name__ == "__main__":
+    main()

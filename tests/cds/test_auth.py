@@ -1,0 +1,142 @@
+"""Client JWTs (CDS Hooks 2.0 "Trusting CDS Clients"): accepted ES384/RS384, every refusal a bare 401, CORS."""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+import jwt
+import pytest
+
+from tests.cds.conftest import ISSUER, JKU_ISSUER, hook_request, mint
+from tests.cds.validator import validate_discovery, validate_response
+
+PATH = "/cds-services/lbp-patient-view-se"
+AUD = "http://localhost" + PATH
+
+
+def _post(cds_app, token, path=PATH, body=None):
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return cds_app.test_client().post(path, json=body or hook_request("patient-view", "clean"), headers=headers)
+
+
+def _refused(r):
+    assert r.status_code == 401
+    assert r.data == b""  # bare: no reason for a prober
+    assert r.headers.get("WWW-Authenticate") == "Bearer"
+
+
+@pytest.mark.parametrize("key", ["es", "rs"])
+def test_es384_and_rs384_tokens_are_accepted(cds_app, keys, key):
+    r = _post(cds_app, mint(keys, AUD, key=key))
+    assert r.status_code == 200
+    validate_response(r.get_json())
+
+
+def test_expired_token_is_refused(cds_app, keys):
+    _refused(_post(cds_app, mint(keys, AUD, exp_in=-120, iat_offset=-300)))
+
+
+def test_replayed_jti_is_refused(cds_app, keys):
+    token = mint(keys, AUD)
+    assert _post(cds_app, token).status_code == 200
+    _refused(_post(cds_app, token))
+
+
+def test_wrong_audience_is_refused(cds_app, keys):
+    _refused(_post(cds_app, mint(keys, "http://localhost/cds-services/lbp-order-sign-se")))
+
+
+def test_unlisted_issuer_is_refused(cds_app, keys):
+    _refused(_post(cds_app, mint(keys, AUD, iss="https://evil.example")))
+
+
+def test_alg_none_is_refused(cds_app):
+    now = int(time.time())
+    token = jwt.encode({"iss": ISSUER, "sub": "x", "aud": AUD, "exp": now + 60, "iat": now, "jti": uuid.uuid4().hex},
+                       None, algorithm="none", headers={"kid": "es-1"})
+    _refused(_post(cds_app, token))
+
+
+def test_hs256_is_refused_even_with_the_public_key_as_secret(cds_app, keys):
+    now = int(time.time())
+    claims = {"iss": ISSUER, "sub": "x", "aud": AUD, "exp": now + 60, "iat": now, "jti": uuid.uuid4().hex}
+    token = jwt.encode(claims, "a-shared-secret-of-at-least-32-bytes!!", algorithm="HS256", headers={"kid": "es-1"})
+    _refused(_post(cds_app, token))
+
+
+def test_es256_and_unknown_kid_and_wrong_key_are_refused(cds_app, keys):
+    _refused(_post(cds_app, mint(keys, AUD, kid="nope")))
+    _refused(_post(cds_app, mint(keys, AUD, key="es_other")))  # signed by a key the issuer does not publish
+
+
+def test_exp_too_far_ahead_and_missing_claims_are_refused(cds_app, keys):
+    _refused(_post(cds_app, mint(keys, AUD, exp_in=3600)))
+    now = int(time.time())
+    no_jti = jwt.encode({"iss": ISSUER, "aud": AUD, "exp": now + 60, "iat": now}, keys.es, algorithm="ES384",
+                        headers={"kid": "es-1"})
+    _refused(_post(cds_app, no_jti))
+
+
+def test_no_token_is_refused_on_every_endpoint(cds_app):
+    client = cds_app.test_client()
+    _refused(client.get("/cds-services"))
+    _refused(client.post(PATH, json=hook_request("patient-view", "clean")))
+    _refused(client.post(PATH + "/feedback", json={"feedback": []}))
+    _refused(client.post(PATH, json={}, headers={"Authorization": "Basic abc"}))
+
+
+def test_discovery_with_a_token(cds_app, keys):
+    r = cds_app.test_client().get("/cds-services",
+                                  headers={"Authorization": f"Bearer {mint(keys, 'http://localhost/cds-services')}"})
+    assert r.status_code == 200
+    validate_discovery(r.get_json())
+
+
+def test_jku_on_the_allowlist_is_fetched_and_refreshed_on_an_unknown_kid(cds_app, keys, jwks_host):
+    token = mint(keys, AUD, iss=JKU_ISSUER, headers={"jku": jwks_host.url})
+    assert _post(cds_app, token).status_code == 200
+    # the client rotates to its RSA key: the service refetches the JWKS on the unknown kid
+    jwks_host.jwks = {"keys": [keys.jwk("es", "es-1"), keys.jwk("rs", "rs-1")]}
+    hits = jwks_host.hits
+    time.sleep(5.1)  # refetches are rate-limited per URL
+    token = mint(keys, AUD, iss=JKU_ISSUER, key="rs", headers={"jku": jwks_host.url})
+    assert _post(cds_app, token).status_code == 200
+    assert jwks_host.hits == hits + 1
+
+
+def test_jku_not_on_the_allowlist_is_refused(cds_app, keys):
+    _refused(_post(cds_app, mint(keys, AUD, iss=JKU_ISSUER, headers={"jku": "https://attacker.example/jwks"})))
+    # an issuer with an inline JWKS does not follow a jku either
+    _refused(_post(cds_app, mint(keys, AUD, headers={"jku": "https://attacker.example/jwks"})))
+
+
+def test_preflight_needs_no_token_and_allows_the_headers(cds_app):
+    r = cds_app.test_client().options(PATH, headers={"Origin": "https://ehr.example",
+                                                     "Access-Control-Request-Method": "POST"})
+    assert r.status_code == 204
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Authorization" in r.headers["Access-Control-Allow-Headers"]
+
+
+def test_tokens_and_patient_data_stay_out_of_the_log(cds_app, keys, caplog):
+    caplog.set_level(logging.DEBUG)
+    token = mint(keys, AUD)
+    _post(cds_app, token)
+    _post(cds_app, token)  # the replay is logged as refused, without the token
+    text = caplog.text
+    assert token not in text and token.split(".")[1] not in text
+    assert "clean" not in text and "Patient/" not in text
+
+
+def test_dev_switch_disables_checks_loudly(tmp_path, keys, jwks_host, caplog):
+    from app import create_app
+    from tests.cds.conftest import cds_config
+
+    caplog.set_level(logging.WARNING)
+    app = create_app(cds_config(tmp_path, keys, jwks_host.url, CDS_AUTH_DISABLED=True, LOAD_ARTIFACTS=False))
+    try:
+        assert "AUTHENTICATION IS DISABLED" in caplog.text
+        assert app.test_client().get("/cds-services").status_code == 200
+    finally:
+        app.extensions["lbp"].store.dispose()
