@@ -562,7 +562,7 @@ def validate_response(
                     "error" if completed else "warning",
                     "required",
                     f"Item {link} ({q.get('text', '')}) is required but not answered",
-                    [where],
+                    [f"{where}.item.where(linkId='{_fhirpath_string(link)}')"],
                 )
             )
 
@@ -715,6 +715,11 @@ def validate_response(
 # -- extraction -----------------------------------------------------------------------------------
 
 
+def _fhirpath_string(text: str) -> str:
+    """`text` escaped for a FHIRPath single-quoted string literal."""
+    return str(text).replace("\\", "\\\\").replace("'", "\\'")
+
+
 def _observation_value(definition: Mapping[str, Any], key: str, value: Any) -> dict[str, Any]:
     unit = extension_value(definition, UNIT)
     if key in ("valueInteger", "valueDecimal") and isinstance(unit, Mapping):
@@ -724,6 +729,9 @@ def _observation_value(definition: Mapping[str, Any], key: str, value: Any) -> d
         if unit.get("code"):
             quantity["code"] = unit["code"]
         return {"valueQuantity": quantity}
+    if key == "valueDecimal":
+        # R4 Observation has no valueDecimal: a decimal without a declared unit is a Quantity with only a value
+        return {"valueQuantity": {"value": value}}
     if key == "valueCoding":
         return {
             "valueCodeableConcept": {
@@ -737,13 +745,11 @@ def _observation_value(definition: Mapping[str, Any], key: str, value: Any) -> d
         return {"valueString": value}
     if key in (
         "valueInteger",
-        "valueDecimal",
         "valueBoolean",
         "valueString",
         "valueDateTime",
         "valueTime",
         "valueQuantity",
-        "valueAttachment",
     ):
         return {key: value}
     return {}

@@ -347,13 +347,18 @@ def test_rule_codesystem_has_every_digest_rule_with_its_properties() -> None:
     codes = [c["code"] for c in cs["concept"]]
     assert codes == RULE_IDS
     declared = {p["code"]: p["type"] for p in cs["property"]}
-    assert declared == {"source": "string", "computable": "boolean", "not-computable-reason": "string"}
+    assert declared == {
+        "source": "string", "computable": "boolean", "not-computable-reason": "string", "flag-type": "code"
+    }
+    flag_types = {c["code"] for c in codesystem("lbp-flag-type")["concept"]}
     for c in cs["concept"]:
         assert c["display"] and c["definition"], c["code"]
         props = {p["code"]: p for p in c["property"]}
         assert set(props["source"]["valueString"].split(",")) <= {"SE", "SK", "BU", "DK"}, c["code"]
         computable = props["computable"]["valueBoolean"]
         assert ("not-computable-reason" in props) == (not computable), c["code"]
+        if "flag-type" in props:
+            assert props["flag-type"]["valueCode"] in flag_types, c["code"]
     not_computable = {c["code"] for c in cs["concept"]
                       if not next(p for p in c["property"] if p["code"] == "computable")["valueBoolean"]}
     assert {"Q3", "Q10"} <= not_computable

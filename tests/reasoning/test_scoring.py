@@ -102,7 +102,7 @@ def test_required_items_missing(questionnaire):
     missing = response({"q1": yes_no("no"), "nrs": {"valueInteger": 3}})
     issues = validate_response(questionnaire, missing)
     assert [(i.severity, i.code, i.expression, i.text.split(" ")[1]) for i in issues] == [
-        ("error", "required", ["QuestionnaireResponse"], "q2")
+        ("error", "required", ["QuestionnaireResponse.item.where(linkId='q2')"], "q2")
     ]
 
 
@@ -111,7 +111,9 @@ def test_required_items_inside_a_group(questionnaire):
     group = next(i for i in only_q3["item"] if i["linkId"] == "g1")
     group["item"] = [i for i in group["item"] if i["linkId"] != "q4"]
     issues = validate_response(questionnaire, only_q3)
-    assert [(i.code, i.expression) for i in issues] == [("required", ["QuestionnaireResponse.item[2]"])]
+    assert [(i.code, i.expression) for i in issues] == [
+        ("required", ["QuestionnaireResponse.item[2].item.where(linkId='q4')"])
+    ]
     assert "q4" in issues[0].text
 
 
