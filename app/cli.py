@@ -38,7 +38,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
               "  .venv/bin/lbp client add demo\n"
               f"  {_curl_line('demo', base)}", flush=True)
     app.extensions["lbp"].store.dispose()
+    # Fewer malloc arenas: threaded workers otherwise keep a large bundle's memory in per-thread arenas.
     env = dict(os.environ, LBP_LOAD_ARTIFACTS="false")
+    env.setdefault("MALLOC_ARENA_MAX", "2")
     argv = [
         sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
         "--bind", f"{args.host}:{os.environ['PORT']}", "app.wsgi:app",

@@ -27,7 +27,7 @@ class Server:
                  load_artifacts: bool = False):
         self.load_artifacts = load_artifacts
         self.tmp = tempfile.mkdtemp(prefix="lbp-bench-")
-        env = {"LBP_CLIENTS_FILE": f"{self.tmp}/clients.json", **(env or {})}
+        env = {"LBP_CLIENTS_FILE": f"{self.tmp}/clients.json", "MALLOC_ARENA_MAX": "2", **(env or {})}
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = dict(os.environ, DATABASE_URL=db_url, PORT=str(self.port), WEB_CONCURRENCY=str(workers),
@@ -40,7 +40,8 @@ class Server:
         if self.load_artifacts:  # once, before the workers start (as `lbp serve` does)
             subprocess.run([sys.executable, "-c", "from app import create_app; create_app()"], cwd=ROOT,
                            env=dict(self.env, LBP_LOAD_ARTIFACTS="true"), check=True, capture_output=True)
-        self.log = tempfile.TemporaryFile()
+        self.log_path = f"{self.tmp}/server.log"
+        self.log = open(self.log_path, "w+b")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "app.wsgi:app"],
             cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=self.log,
@@ -91,7 +92,14 @@ class Server:
             self.peak_rss_mb = max(self.peak_rss_mb, self.rss_mb())
             time.sleep(0.2)
 
+    def log_tail(self, n: int = 3000) -> str:
+        self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read()[-n:].decode(errors="replace")
+
     def __exit__(self, *exc) -> None:
+        if exc and exc[0] is not None:
+            print("server log (tail):\n" + self.log_tail(), file=sys.stderr)
         self._stop.set()
         if self.proc:
             self.proc.send_signal(signal.SIGTERM)

@@ -105,6 +105,8 @@ def main() -> int:
     ap.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared"))
     ap.add_argument("--patients", type=int, default=None, help="load only the first N patient bundles")
     ap.add_argument("--clients", type=int, default=2)
+    ap.add_argument("--only", choices=["raw", "on", "off"], action="append",
+                    help="run only these measurements (default: all)")
     args = ap.parse_args()
     files = bundle_files(Path(args.shared), args.patients)
     bodies = []
@@ -114,12 +116,17 @@ def main() -> int:
     total = sum(n for _, _, n in bodies)
     print(f"Synthea: {len(bodies)} bundles, {total} resources ({sum(len(b) for _, b, _ in bodies) / 1e6:.0f} MB)")
 
-    n_raw, t_raw = raw_limit(bodies)
-    raw_rate = n_raw / t_raw
-    print(f"raw limit (parse + SQLite insert, no HTTP):   {raw_rate:9,.0f} resources/s")
+    only = set(args.only or ["raw", "on", "off"])
+    raw_rate = float("nan")
+    if "raw" in only:
+        n_raw, t_raw = raw_limit(bodies)
+        raw_rate = n_raw / t_raw
+        print(f"raw limit (parse + SQLite insert, no HTTP):   {raw_rate:9,.0f} resources/s")
 
     results = {}
-    for label, validate in (("HTTP, validation on ", "true"), ("HTTP, validation off", "false")):
+    runs = [r for r in (("HTTP, validation on ", "true", "on"), ("HTTP, validation off", "false", "off"))
+            if r[2] in only]
+    for label, validate, _ in runs:
         with tempfile.TemporaryDirectory() as tmp, Server(f"sqlite:///{tmp}/bench.db",
                                                          env={"LBP_VALIDATE_WRITES": validate}) as srv:
             token = srv.token()
