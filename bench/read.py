@@ -16,18 +16,18 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._server import Server  # noqa: E402
+from bench._server import Client, Server  # noqa: E402
 
 N = 2000
 
 
-def timed(session: requests.Session, url: str, n: int) -> list[float]:
+def timed(client: Client, path: str, n: int) -> list[float]:
     out = []
     for _ in range(n):
         t = time.perf_counter()
-        r = session.get(url, timeout=10)
+        status, _ = client.get(path)
         out.append((time.perf_counter() - t) * 1000)
-        assert r.status_code == 200
+        assert status == 200
     return out
 
 
@@ -39,15 +39,17 @@ def measure(db: str, *, auth: bool) -> tuple[list[float], list[float]]:
     env = {"LBP_AUTH_DISABLED": "false" if auth else "true"}
     with Server(f"sqlite:///{db}", env=env) as srv:
         s = requests.Session()
-        if auth:
-            s.headers["Authorization"] = f"Bearer {srv.token()}"
+        token = srv.token() if auth else None
+        if token:
+            s.headers["Authorization"] = f"Bearer {token}"
         body = {"resourceType": "Patient", "name": [{"family": "Bench"}], "birthDate": "1970-01-01"}
         r = s.post(srv.base + "/fhir/Patient", json=body, headers={"Content-Type": "application/fhir+json"})
         pid = r.json()["id"]
+        c = Client(srv.port, token)
         for _ in range(200):  # warm-up: connections, caches
-            s.get(srv.base + f"/fhir/Patient/{pid}")
-            s.get(srv.base + "/healthz")
-        return timed(s, srv.base + "/healthz", N), timed(s, srv.base + f"/fhir/Patient/{pid}", N)
+            c.get(f"/fhir/Patient/{pid}")
+            c.get("/healthz")
+        return timed(c, "/healthz", N), timed(c, f"/fhir/Patient/{pid}", N)
 
 
 def main() -> int:
