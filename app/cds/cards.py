@@ -45,6 +45,8 @@ class CardContext:
     smart_link: dict[str, Any] | None
     contained: Mapping[str, dict[str, Any]]  # '#id' -> resource made by $apply
     plan_language: Mapping[str, str] = field(default_factory=dict)  # card action id -> artifact language
+    # questionnaire canonical -> the items the record cannot fill (None: the questionnaire pre-fills nothing)
+    missing_fields: Any = None
 
 
 def text(element: Mapping[str, Any], key: str, language: str, primary: str | None) -> str | None:
@@ -200,6 +202,10 @@ def to_card(action: Mapping[str, Any], ctx: CardContext) -> dict[str, Any] | Non
         ]
     links: list[dict[str, Any]] = []
     for canonical in _questionnaires(offered_actions):
+        missing = ctx.missing_fields(canonical) if ctx.missing_fields else None
+        if missing:
+            label = _MISSING_LABEL.get(ctx.language, _MISSING_LABEL["en"])
+            card["detail"] += f"\n\n**{label}**\n" + "\n".join(f"- {m}" for m in missing)
         url = ctx.questionnaire_link(canonical)
         if url:
             name = canonical.rsplit("/", 1)[-1].split("|")[0]
@@ -230,6 +236,38 @@ _LINK_LABELS = {
     "questionnaire": {"sv": "Patientens formulär", "da": "Patientens skema", "en": "Patient questionnaire"},
     "pathway": {"sv": "Vårdförloppet för patienten", "da": "Patientens forløb", "en": "The patient's pathway"},
 }
+
+
+_MISSING_LABEL = {
+    "sv": "Saknas i journalen – fyll i:",
+    "da": "Mangler i journalen – udfyld:",
+    "en": "Not in the record – to fill in:",
+}
+
+
+def missing_items(questionnaire: Mapping[str, Any], response: Mapping[str, Any], language: str) -> list[str]:
+    """Texts of the answerable items a pre-filled response leaves empty (required ones, if any are marked)."""
+    answered: set[str] = set()
+    stack = list(response.get("item") or [])
+    while stack:
+        item = stack.pop()
+        if item.get("answer"):
+            answered.add(item.get("linkId", ""))
+        stack.extend(item.get("item") or [])
+        for answer in item.get("answer") or []:
+            stack.extend(answer.get("item") or [])
+    items: list[Mapping[str, Any]] = []
+    stack = list(reversed(questionnaire.get("item") or []))
+    while stack:
+        item = stack.pop()
+        if item.get("type") not in ("group", "display") and not item.get("readOnly"):
+            items.append(item)
+        stack.extend(reversed(item.get("item") or []))
+    if any(i.get("required") for i in items):
+        items = [i for i in items if i.get("required")]
+    primary = questionnaire.get("language")
+    return [text(i, "text", language, primary) or i.get("linkId", "") for i in items
+            if i.get("linkId") not in answered]
 
 
 def cards_from(request_group: Mapping[str, Any], ctx: CardContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

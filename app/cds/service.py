@@ -6,6 +6,7 @@ https://cds-hooks.hl7.org/2.0/#calling-a-cds-service — hooks patient-view, ord
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -198,12 +199,38 @@ def run(service: Service, body: Mapping[str, Any], caller: Any, links: Any) -> d
         smart_link=links.smart(patient_id),
         contained=contained,
         plan_language=cds.plan_languages(kb, variant.pathway),
+        missing_fields=lambda canonical: _missing_fields(kb, canonical, record, subject, today, variant.language),
     )
     cards, _ = cards_from(group, ctx)
     log.debug("service %s: %d cards in %.1f ms", service.id, len(cards), (time.perf_counter() - started) * 1000)
     if cards and current_app.config.get("CDS_RECORD_CARDS", True):
         remember_cards(service, variant_code, cards)
     return {"cards": cards}
+
+
+_PREFILLS: dict[tuple[str, int], bool] = {}
+
+
+def _missing_fields(kb: Any, canonical: str, record: dict, subject: Any, today: Any, language: str) -> list[str] | None:
+    """For a questionnaire that pre-fills from the record (SDC initialExpression), what it cannot fill."""
+    from app.reasoning.populate import populate
+
+    from .cards import missing_items
+
+    questionnaire = kb.resolve(canonical, "Questionnaire")
+    if questionnaire is None:
+        return None
+    key = (canonical, id(questionnaire))
+    if key not in _PREFILLS:
+        _PREFILLS[key] = "initialExpression" in json.dumps(questionnaire)
+    if not _PREFILLS[key]:
+        return None
+    try:
+        response = populate(questionnaire, list(record.values()), subject=subject, today=today,
+                            terminology=kb.terminology)
+    except FHIRError:
+        return None
+    return missing_items(questionnaire, response, language)
 
 
 def remember_cards(service: Service, variant: str, cards: list[dict[str, Any]]) -> None:

@@ -182,3 +182,21 @@ def test_links_use_the_configured_public_base(cds_app, cds):
     urls = [link["url"] for c in cards for link in c.get("links", [])] + [c["source"]["url"] for c in cards]
     assert urls and all(u.startswith("https://lbp.region.example/") for u in urls)
     assert any(u.startswith("https://lbp.region.example/q/") for u in urls)
+
+
+def test_referral_template_card_lists_the_fields_the_record_cannot_fill(cds):
+    cards = validate_response(cds.post("/cds-services/lbp-order-sign-skane",
+                                       hook_request("order-sign", "treated", ["referral"])).get_json())
+    card = next(c for c in cards if c["source"]["topic"]["code"] == "RC1")
+    assert "**Saknas i journalen – fyll i:**" in card["detail"]
+    missing = card["detail"].split("**Saknas i journalen – fyll i:**", 1)[1]
+    listed = [line[2:] for line in missing.splitlines() if line.startswith("- ")]
+    assert listed, card["detail"]
+    # what the record holds is pre-filled and therefore not asked for
+    assert not any(item.lower().startswith(("datum", "diagnos")) for item in listed), listed
+
+
+def test_screening_card_lists_nothing_for_a_questionnaire_that_cannot_be_pre_filled(cds):
+    cards = validate_response(cds.post("/cds-services/lbp-patient-view-se",
+                                       hook_request("patient-view", "unknown")).get_json())
+    assert all("Saknas i journalen" not in c["detail"] for c in cards if "start-back" in json.dumps(c))
