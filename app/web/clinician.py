@@ -30,8 +30,6 @@ RULES_SYSTEM = f"{BASE}/CodeSystem/lbp-rules"
 # The data-contract types a patient's record is read from (docs: /work/shared/data-contract.md)
 RECORD_TYPES = ("Condition", "Observation", "QuestionnaireResponse", "Procedure", "MedicationStatement",
                 "MedicationRequest", "DiagnosticReport", "ImagingStudy", "CarePlan", "ServiceRequest")
-SCORE_CODES = ("sbt-total", "sbt-psychosocial", "sbt-risk", "ompsq-sf-total", "ompsq-sf-risk", "rmdq-total",
-               "eq5d-index", "eq-vas")
 MAX_RECORD = 1000
 # Questionnaires a patient answers (the others are clinicians' forms), offered for a link besides the missing
 PATIENT_QUESTIONNAIRES = ("lbp-red-flags", "lbp-intake", "start-back", "ompsq-sf", "nrs-pain", "rmdq")
@@ -229,13 +227,25 @@ def _observation_value(obs: dict[str, Any]) -> Any:
     return None
 
 
-def score_history(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def score_codes(kb: Any) -> frozenset[str]:
+    """The score codes the project extracts: every concept of the lbp-observation CodeSystem."""
+    system = kb.resolve(OBSERVATION_SYSTEM, "CodeSystem") or {}
+    codes: set[str] = set()
+    stack = list(system.get("concept") or [])
+    while stack:
+        concept = stack.pop()
+        codes.add(concept.get("code", ""))
+        stack.extend(concept.get("concept") or [])
+    return frozenset(codes)
+
+
+def score_history(resources: list[dict[str, Any]], codes: frozenset[str]) -> list[dict[str, Any]]:
     rows = []
     for r in resources:
         if r.get("resourceType") != "Observation" or r.get("status") not in ("final", "amended", "corrected"):
             continue
         for coding in (r.get("code") or {}).get("coding", []) or []:
-            if coding.get("system") == OBSERVATION_SYSTEM and coding.get("code") in SCORE_CODES:
+            if coding.get("system") == OBSERVATION_SYSTEM and coding.get("code") in codes:
                 rows.append({"date": (r.get("effectiveDateTime") or r.get("issued") or "")[:10],
                              "code": coding["code"], "display": coding.get("display") or coding["code"],
                              "value": _observation_value(r), "reference": f"Observation/{r.get('id')}"})
@@ -332,7 +342,7 @@ def pathway_view(patient_id: str, variant: str, lang: str) -> dict[str, Any] | N
         "recommendations": recommendations,
         "flags": status.get("flags", []),
         "screening": status.get("screening"),
-        "scores": score_history(record),
+        "scores": score_history(record, score_codes(kb)),
         "nrs": status.get("nrs") or {},
         "weeks_since_onset": _first_value(features.get("painDurationWeeks", [])),
         "onset_date": _first_value(features.get("lbpOnsetDate", [])),
