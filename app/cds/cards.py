@@ -163,7 +163,8 @@ def _questionnaires(actions: list[dict[str, Any]]) -> list[str]:
 
 def to_card(action: Mapping[str, Any], ctx: CardContext) -> dict[str, Any] | None:
     primary = ctx.plan_language.get(action.get("id", ""))
-    rules = _ranked(rule_codes(action), text(action, "description", ctx.language, primary) or "")
+    # rank by the patient-specific text as the engine wrote it: rule ids read the same in every language
+    rules = _ranked(rule_codes(action), action.get("description") or "")
     title = text(action, "title", ctx.language, primary) or text(action, "description", ctx.language, primary)
     if not title:
         return None

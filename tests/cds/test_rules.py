@@ -200,3 +200,11 @@ def test_screening_card_lists_nothing_for_a_questionnaire_that_cannot_be_pre_fil
     cards = validate_response(cds.post("/cds-services/lbp-patient-view-se",
                                        hook_request("patient-view", "unknown")).get_json())
     assert all("Saknas i journalen" not in c["detail"] for c in cards if "start-back" in json.dumps(c))
+
+
+def test_danish_red_flag_card_names_the_flag_that_fired(cds):
+    cards = validate_response(cds.post("/cds-services/lbp-patient-view-midtjylland",
+                                       hook_request("patient-view", "cancer")).get_json())
+    card = next(c for c in cards if c["source"]["topic"]["code"].startswith("RF"))
+    assert card["source"]["topic"]["code"] == "RF4"
+    assert card["summary"].startswith("Rødt flag")
