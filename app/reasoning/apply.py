@@ -865,6 +865,15 @@ def _plan_artifact(
     return found
 
 
+def _apply_context(kb: KnowledgeBase, context: PatientContext | None, record: Any, **patient: Any) -> PatientContext:
+    """The caller's prepared context, or one built from the record; $apply always needs a subject."""
+    if context is None:
+        context = patient_context(record, terminology=kb.terminology, **patient)
+    if context.subject is None:
+        raise FHIRError("required", "$apply needs a subject", "subject")
+    return context
+
+
 def apply_plan_definition(
     kb: KnowledgeBase,
     plan_definition: Mapping[str, Any] | str | Artifact,
@@ -886,19 +895,8 @@ def apply_plan_definition(
     patient context between several calls (the other patient arguments are then ignored).
     """
     plan = _plan_artifact(kb, plan_definition, "PlanDefinition")
-    if context is None:
-        context = patient_context(
-            record,
-            subject=subject,
-            today=today,
-            draft_orders=draft_orders,
-            selections=selections,
-            terminology=kb.terminology,
-            encounter=encounter,
-            practitioner=practitioner,
-        )
-    if context.subject is None:
-        raise FHIRError("required", "$apply needs a subject", "subject")
+    context = _apply_context(kb, context, record, subject=subject, today=today, draft_orders=draft_orders,
+                             selections=selections, encounter=encounter, practitioner=practitioner)
     run = _Run(kb, context, trigger, practitioner)
     run.needed = variables_read(kb, plan)
     library = kb.library_for(plan.resource)
@@ -978,19 +976,8 @@ def apply_activity_definition(
 ) -> tuple[dict[str, Any], list[Issue]]:
     """ActivityDefinition/$apply: (the request resource, issues); dynamicValues see the AD's Library features."""
     definition = _plan_artifact(kb, activity_definition, "ActivityDefinition")
-    if context is None:
-        context = patient_context(
-            record,
-            subject=subject,
-            today=today,
-            draft_orders=draft_orders,
-            selections=selections,
-            terminology=kb.terminology,
-            encounter=encounter,
-            practitioner=practitioner,
-        )
-    if context.subject is None:
-        raise FHIRError("required", "$apply needs a subject", "subject")
+    context = _apply_context(kb, context, record, subject=subject, today=today, draft_orders=draft_orders,
+                             selections=selections, encounter=encounter, practitioner=practitioner)
     run = _Run(kb, context, None, practitioner)
     run.needed = variables_read(kb, definition)
     library = kb.library_for(definition.resource)

@@ -57,6 +57,10 @@ __all__ = [
 ]
 
 
+# What a bad expression or unexpected data can raise while evaluating; reported as FHIRPathError.
+EVALUATION_ERRORS = (ArithmeticError, TypeError, ValueError, KeyError, IndexError, AttributeError, RecursionError)
+
+
 class _SyntaxErrors(ErrorListener):
     def __init__(self) -> None:
         self.messages: list[str] = []
@@ -268,15 +272,7 @@ class Evaluator:
             return compiled.fn(ctx, ctx.root)
         except FHIRPathError:
             raise
-        except (
-            ArithmeticError,
-            TypeError,
-            ValueError,
-            KeyError,
-            IndexError,
-            AttributeError,
-            RecursionError,
-        ) as exc:
+        except EVALUATION_ERRORS as exc:
             raise FHIRPathError(f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -309,15 +305,7 @@ def evaluate(
         return compiled.fn(Ctx(scope, _standard(root, env), env, root, scope.memo), root)
     except FHIRPathError:
         raise
-    except (
-        ArithmeticError,
-        TypeError,
-        ValueError,
-        KeyError,
-        IndexError,
-        AttributeError,
-        RecursionError,
-    ) as exc:
+    except EVALUATION_ERRORS as exc:
         raise FHIRPathError(f"{type(exc).__name__}: {exc}") from exc
 
 
