@@ -2,7 +2,7 @@
 
 Parsing uses fhirpathpy's ANTLR grammar with an error listener (fhirpathpy's own `compile` recovers
 silently from syntax errors); the AST is then compiled into Python closures
-(`fhirpath_compiler`) over model-typed nodes (`fhirpath_values`, fhirpathpy's R4 model), because
+(`compiler`) over model-typed nodes (`values`, fhirpathpy's R4 model), because
 fhirpathpy's interpreter costs about 1.5 ms per case feature, which a CDS hook cannot afford, and
 reads the wall clock and module-global state in `today()`/`now()`. fhirpathpy stays the reference
 the tests compare this engine with. Within one `Scope` (one request), a subexpression that reads
@@ -12,11 +12,11 @@ only %-variables, or only the record, is computed once and shared by every expre
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from antlr4 import CommonTokenStream, InputStream, Token
 from antlr4.error.ErrorListener import ErrorListener
@@ -26,9 +26,8 @@ from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
 from app.errors import FHIRError, Issue
-from app.reasoning.fhirpath_compiler import Ctx, FHIRPathError, Fn, compile_root, to_boolean
-from app.reasoning.fhirpath_values import Node, Quantity, Temporal, as_collection, parse_temporal
-from app.reasoning.terminology import TerminologyIndex
+from app.fhirpath.compiler import Ctx, FHIRPathError, Fn, compile_root, to_boolean
+from app.fhirpath.values import Node, Quantity, Temporal, as_collection, parse_temporal
 
 UCUM = "http://unitsofmeasure.org"
 FHIRPATH = "text/fhirpath"
@@ -168,13 +167,26 @@ def weight_extension(element: Mapping[str, Any]) -> Decimal | None:
     return None
 
 
+class Terminology(Protocol):
+    """What memberOf() asks of the host: a membership test per ValueSet canonical.
+
+    `matcher(url)` returns a callable taking a code, Coding or CodeableConcept (as FHIR JSON) and
+    answering True/False, or None when membership cannot be decided; `has_valueset(url)` says
+    whether the ValueSet is known at all (memberOf() of an unknown ValueSet is an error).
+    """
+
+    def has_valueset(self, canonical: str) -> bool: ...
+
+    def matcher(self, canonical: str) -> Callable[[Any], bool | None]: ...
+
+
 @dataclass(frozen=True)
 class Environment:
     """What an evaluation reads besides its focus: the clock, terminology, weights, references."""
 
     today: date
     now: datetime
-    terminology: TerminologyIndex | None = None
+    terminology: Terminology | None = None
     # SDC weight(): the itemWeight of an answer Coding, by the identity of the Coding dict in the
     # response being scored, and by (system, code) where the Questionnaire is unambiguous
     weight_by_id: Mapping[int, Decimal] = field(default_factory=dict)
@@ -214,7 +226,7 @@ class Environment:
 def make_environment(
     today: date | datetime | None = None,
     *,
-    terminology: TerminologyIndex | None = None,
+    terminology: Terminology | None = None,
     references: Mapping[str, dict[str, Any]] | None = None,
 ) -> Environment:
     """`today` may be a date (now = that day at the current wall-clock time) or a datetime (= now)."""
@@ -231,7 +243,7 @@ def make_environment(
 class Scope(dict):
     """%-variables as collections ready for evaluation (name -> list of items).
 
-    A scope also memoises what its variables determine (see `fhirpath_compiler._optimise`): give
+    A scope also memoises what its variables determine (see `compiler._optimise`): give
     a variable its value once and do not change it afterwards.
     """
 

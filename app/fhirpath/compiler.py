@@ -17,7 +17,7 @@ from collections.abc import Callable
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from app.reasoning.fhirpath_values import (
+from app.fhirpath.values import (
     Node,
     Quantity,
     Temporal,
@@ -1712,11 +1712,9 @@ def _member_of(ctx, focus, url):
             return []
         raise FHIRPathError("memberOf() expects one ValueSet url")
     target = url[0].data if type(url[0]) is Node else url[0]
-    test = terminology._matchers.get(target)
-    if test is None:
-        if not terminology.has_valueset(target):
-            raise FHIRPathError(f"memberOf(): ValueSet {target} is not loaded")
-        test = terminology.matcher(target)
+    if not terminology.has_valueset(target):
+        raise FHIRPathError(f"memberOf(): ValueSet {target} is not loaded")
+    test = terminology.matcher(target)
     out = []
     for item in focus:
         verdict = test(item.data if type(item) is Node else item)
