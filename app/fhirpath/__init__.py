@@ -5,7 +5,7 @@ The package depends on nothing else in the application: terminology (`memberOf()
 given at evaluation and the function registry given at compilation (see `docs/fhirpath.md`).
 """
 
-from app.fhirpath.compiler import FHIRPathError, to_boolean
+from app.fhirpath.analysis import Analysis, Diagnostic, static_of
 from app.fhirpath.engine import (
     EVALUATION_ERRORS,
     FHIRPATH,
@@ -15,6 +15,7 @@ from app.fhirpath.engine import (
     Evaluator,
     Scope,
     Terminology,
+    check_expression,
     compile_expression,
     evaluate,
     expressions_in,
@@ -25,23 +26,34 @@ from app.fhirpath.engine import (
     to_json,
     weight_extension,
 )
+from app.fhirpath.host import DEFAULT_FUNCTIONS, Functions, HostFunction
+from app.fhirpath.runtime import FHIRPathError, to_boolean
+from app.fhirpath.static import Static
 
 __all__ = [
+    "DEFAULT_FUNCTIONS",
     "EVALUATION_ERRORS",
     "FHIRPATH",
     "STANDARD_VARIABLES",
+    "Analysis",
     "CompiledExpression",
+    "Diagnostic",
     "Environment",
     "Evaluator",
     "FHIRPathError",
+    "Functions",
+    "HostFunction",
     "Scope",
+    "Static",
     "Terminology",
+    "check_expression",
     "compile_expression",
     "evaluate",
     "expressions_in",
     "make_environment",
     "references_index",
     "singleton_boolean",
+    "static_of",
     "to_boolean",
     "to_decimal",
     "to_json",
