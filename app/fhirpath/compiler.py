@@ -207,7 +207,7 @@ class _Compiler:
             item = single(operand(ctx, focus), op)
             if item is None:
                 return []
-            matches = is_type(item, namespace, name)
+            matches = is_type(item, namespace, name, exact=op == "as")
             if op == "is":
                 return [matches]
             return [item] if matches else []

@@ -79,7 +79,7 @@ def _compile(text: str, functions: Functions) -> CompiledExpression:
     tree = parse(text)
     annotate(tree, functions)
     # what can be wrong whatever the input: unknown functions and type names, non-Boolean criteria …
-    errors = infer(tree, text, functions=functions).errors
+    errors = infer(tree, text, functions=functions, policy=False).errors
     if errors:
         raise FHIRPathError("; ".join(e.message for e in errors))
     return CompiledExpression(text=text, fn=compile_tree(tree, functions), variables=variables(tree), tree=tree)
@@ -127,6 +127,7 @@ def check_expression(
     criterion: str | None = None,
     functions: Functions = DEFAULT_FUNCTIONS,
     strict: bool = False,
+    policy: bool = True,
 ) -> Analysis:
     """Parse and type an expression over a focus type with declared %-variables (see `analysis.infer`).
 
@@ -137,9 +138,9 @@ def check_expression(
     except FHIRPathSyntaxError as exc:
         from app.fhirpath.static import UNKNOWN  # noqa: PLC0415
 
-        return Analysis(UNKNOWN, [Diagnostic("error", f"syntax: {exc}", text)])
+        return Analysis(UNKNOWN, [Diagnostic("error", f"syntax: {exc}", "spec", text)])
     return infer(tree, text, focus=focus, variables=variables, criterion=criterion, functions=functions,
-                 strict=strict)
+                 strict=strict, policy=policy)
 
 
 def to_decimal(value: Any) -> Decimal:

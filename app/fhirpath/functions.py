@@ -38,6 +38,7 @@ from app.fhirpath.values import (
     Node,
     Quantity,
     Temporal,
+    calendar_unit,
     children_of,
     is_type,
     navigate,
@@ -427,11 +428,14 @@ def _to_quantity(ctx, focus, *args):
     quantity = None
     if isinstance(value, Quantity):
         quantity = value
+    elif isinstance(value, bool):
+        quantity = Quantity(Decimal("1.0" if value else "0.0"), "1")
     elif is_number(value):
         quantity = Quantity(Decimal(value), "1")
     elif isinstance(value, str):
         m = re.fullmatch(r"\s*([+-]?\d+(?:\.\d+)?)\s*('([^']+)'|[a-z]+)?\s*", value)
-        if m:
+        # unquoted, only a calendar keyword is a unit (`4 days`; `1 wk` is no quantity)
+        if m and (m.group(3) is not None or m.group(2) is None or calendar_unit(m.group(2)) == m.group(2).rstrip("s")):
             quantity = Quantity(Decimal(m.group(1)), m.group(3) or m.group(2) or "1")
     if quantity is None:
         return None
@@ -457,10 +461,10 @@ def _converts(convert: Callable[..., Any]):
     return body
 
 
-def _converts_quantity(focus):
+def _converts_quantity(ctx, focus, *args):
     if len(focus) != 1:
         return None if not focus else False
-    return _to_quantity(None, focus) is not None
+    return _to_quantity(ctx, focus, *args) is not None
 
 
 def _string_fn(body: Callable[..., Any]):
@@ -530,6 +534,8 @@ def _matches(text, regex):
 
 
 def _replace_matches(text, regex, substitution):
+    if regex == "":
+        return text  # an empty pattern matches nowhere in FHIRPath (N1 §5.6.10)
     return re.sub(regex, re.sub(r"\$(\d+)", r"\\\1", substitution), text)
 
 
@@ -738,7 +744,7 @@ def _superset_of(ctx, focus, other):
 
 
 def _of_type(focus, namespace, name):
-    return [i for i in focus if is_type(i, namespace, name)]
+    return [i for i in focus if is_type(i, namespace, name, exact=True)]
 
 
 def _is_fn(focus, namespace, name):
@@ -748,7 +754,7 @@ def _is_fn(focus, namespace, name):
 
 def _as_fn(focus, namespace, name):
     item = single(focus, "as()")
-    return [item] if item is not None and is_type(item, namespace, name) else []
+    return [item] if item is not None and is_type(item, namespace, name, exact=True) else []
 
 
 def _extension(ctx, focus, url):
@@ -783,12 +789,17 @@ def _descendants(focus):
 
 def _type_fn(focus):
     return [
-        Node({"namespace": ns, "name": name}, None, "TypeInfo") for ns, name in (type_name(i) for i in focus)
+        Node({"namespace": ns, "name": name}, "TypeInfo", "TypeInfo") for ns, name in (type_name(i) for i in focus)
     ]
 
 
 def _has_value(focus):
-    return len(focus) == 1 and type(focus[0]) is Node and not isinstance(focus[0].data, (dict, list))
+    return (
+        len(focus) == 1
+        and type(focus[0]) is Node
+        and focus[0].data is not None
+        and not isinstance(focus[0].data, (dict, list))
+    )
 
 
 def _get_value(focus):
@@ -881,13 +892,13 @@ def _escape(text: str, target: str) -> str | None:
 
 def _unescape(text: str, target: str) -> str | None:
     import html  # noqa: PLC0415
-    import json  # noqa: PLC0415
 
     if target == "html":
         return html.unescape(text)
     if target == "json":
-        value = json.loads(f'"{text}"')
-        return str(value)
+        pattern = r'\\(["\\/bfnrt]|u[0-9a-fA-F]{4})'
+        simple = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+        return re.sub(pattern, lambda m: simple.get(m.group(1)) or chr(int(m.group(1)[1:], 16)), text)
     return None
 
 
@@ -995,6 +1006,23 @@ def _comparable_fn(ctx: Ctx, focus: list[Any], other: list[Any]) -> Any:
     if not isinstance(x, Quantity) or not isinstance(y, Quantity):
         raise FHIRPathError("comparable() expects quantities")
     return x.comparable(y) is not None
+
+
+_CORE_PROFILE = "http://hl7.org/fhir/StructureDefinition/"
+
+
+def _conforms_to(ctx: Ctx, focus: list[Any], url: list[Any]) -> Any:
+    """conformsTo(url) for the R4 core types; a profile beyond them cannot be checked here (an error)."""
+    from app.fhirpath.model import r4  # noqa: PLC0415
+
+    item = single(focus, "conformsTo()")
+    target = _arg_value(url, "conformsTo()")
+    if item is None or target is None:
+        return None
+    name = str(target).removeprefix(_CORE_PROFILE)
+    if not str(target).startswith(_CORE_PROFILE) or not r4().is_resource(name):
+        raise FHIRPathError(f"conformsTo(): {target} is not an R4 core resource type; profiles are not checked")
+    return type(item) is Node and name in r4().ancestors(item.type or "")
 
 
 # -- typing rules of the functions ----------------------------------------------------------------------
@@ -1137,7 +1165,7 @@ _SECTIONS: dict[str, list[FunctionSpec]] = {
         S("descendants", "", 0, 0, _simple(_descendants), _fixed(UNKNOWN)),
     ],
     "5.9 Utility": [
-        S("trace", "", 1, 2, _with_args(_trace), _same, env=True),
+        S("trace", "", 1, 2, _with_args(_trace), _same, mode="lambda", env=True),
         S("now", "", 0, 0, _with_args(_now), _fixed(system("DateTime")), env=True, input_free=True),
         S("timeOfDay", "", 0, 0, _with_args(_time_of_day), _fixed(system("Time")), env=True, input_free=True),
         S("today", "", 0, 0, _with_args(_today), _fixed(system("Date")), env=True, input_free=True),
@@ -1166,6 +1194,7 @@ _SECTIONS: dict[str, list[FunctionSpec]] = {
         S("extension", "", 1, 1, _with_args(_extension), _fixed(Static(frozenset({"Extension"}), True))),
         S("hasValue", "", 0, 0, _simple(_has_value), _fixed(BOOLEAN)),
         S("getValue", "", 0, 0, _simple(_get_value), _fixed(Static(None, False))),
+        S("conformsTo", "", 1, 1, _with_args(_conforms_to), _fixed(BOOLEAN)),
     ],
 }
 
