@@ -179,6 +179,8 @@ def run(service: Service, body: Mapping[str, Any], caller: Any, links: Any) -> d
     care_plan, issues = apply_plan_definition(
         kb, variant.pathway, subject=subject, record=list(record.values()), trigger=service.hook,
         draft_orders=drafts, selections=selections, today=today,
+        # fault injection for tests: case features forced to fail (docs/fail-safe.md); empty in service
+        fail_features=tuple(current_app.config.get("REASONING_FAIL_FEATURES") or ()),
         practitioner=context.get("userId") if str(context.get("userId", "")).startswith("Practitioner/") else None,
     )
     errors = [i for i in issues if i.severity in ("error", "fatal")]

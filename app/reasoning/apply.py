@@ -40,8 +40,9 @@ referenced from the action. Choices this engine makes where R4 leaves room:
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
@@ -865,10 +866,15 @@ def _plan_artifact(
     return found
 
 
-def _apply_context(kb: KnowledgeBase, context: PatientContext | None, record: Any, **patient: Any) -> PatientContext:
+def _apply_context(
+    kb: KnowledgeBase, context: PatientContext | None, record: Any, fail_features: Iterable[str], **patient: Any
+) -> PatientContext:
     """The caller's prepared context, or one built from the record; $apply always needs a subject."""
     if context is None:
         context = patient_context(record, terminology=kb.terminology, **patient)
+    forced = frozenset(fail_features)
+    if forced - context.fail_features:
+        context = dataclasses.replace(context, fail_features=context.fail_features | forced)
     if context.subject is None:
         raise FHIRError("required", "$apply needs a subject", "subject")
     return context
@@ -887,16 +893,23 @@ def apply_plan_definition(
     draft_orders: Any = (),
     selections: Sequence[Any] = (),
     context: PatientContext | None = None,
+    fail_features: Iterable[str] = (),
 ) -> tuple[dict[str, Any], list[Issue]]:
     """PlanDefinition/$apply: (CarePlan with the RequestGroup and requests contained, issues).
 
     `plan_definition` is a canonical, `Type/id`, a resource dict or a loaded Artifact; `record` is
     what `features.record_resources` accepts. A prepared `context` may be passed to share one
     patient context between several calls (the other patient arguments are then ignored).
+
+    `fail_features` (fault injection): case feature names forced to fail as if their expressions
+    raised; added to the context's own `fail_features`. Every rule whose condition reads a failed
+    feature, directly or not, then comes back as a "could not be evaluated" action
+    (docs/fail-safe.md).
     """
     plan = _plan_artifact(kb, plan_definition, "PlanDefinition")
-    context = _apply_context(kb, context, record, subject=subject, today=today, draft_orders=draft_orders,
-                             selections=selections, encounter=encounter, practitioner=practitioner)
+    context = _apply_context(kb, context, record, fail_features, subject=subject, today=today,
+                             draft_orders=draft_orders, selections=selections, encounter=encounter,
+                             practitioner=practitioner)
     run = _Run(kb, context, trigger, practitioner)
     run.needed = variables_read(kb, plan)
     library = kb.library_for(plan.resource)
@@ -976,7 +989,7 @@ def apply_activity_definition(
 ) -> tuple[dict[str, Any], list[Issue]]:
     """ActivityDefinition/$apply: (the request resource, issues); dynamicValues see the AD's Library features."""
     definition = _plan_artifact(kb, activity_definition, "ActivityDefinition")
-    context = _apply_context(kb, context, record, subject=subject, today=today, draft_orders=draft_orders,
+    context = _apply_context(kb, context, record, (), subject=subject, today=today, draft_orders=draft_orders,
                              selections=selections, encounter=encounter, practitioner=practitioner)
     run = _Run(kb, context, None, practitioner)
     run.needed = variables_read(kb, definition)
