@@ -40,6 +40,7 @@ referenced from the action. Choices this engine makes where R4 leaves room:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -579,6 +580,11 @@ class _Run:
                 continue
             try:
                 values = to_json(features.evaluate(compiled))
+                for owned in (rg_action, resource):
+                    # elements copied from the artifact are shared with it: write on a copy
+                    head = re.split(r"[.\[]", target_path.removeprefix("action."), maxsplit=1)[0]
+                    if owned is not None and isinstance(owned.get(head), (list, dict)):
+                        owned[head] = copy.deepcopy(owned[head])
                 if target_path.startswith("action.") and rg_action is not None:
                     set_path(rg_action, target_path[len("action.") :], values, "RequestGroupAction")
                 elif resource is not None:
