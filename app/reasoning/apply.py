@@ -568,16 +568,8 @@ class _Run:
             compiled = artifact.expressions.get(where)
             if compiled is None:
                 continue
+            # a failed feature reads as unknown here too: the text is what it would be without the fact
             features = features or self.no_features()
-            missing = features.missing_inputs(compiled)
-            if missing:
-                self.skip(
-                    f"{what}: reads %{missing[0]}, which could not be evaluated; skipped",
-                    where,
-                    compiled.text,
-                    "warning",
-                )
-                continue
             try:
                 values = to_json(features.evaluate(compiled))
                 for owned in (rg_action, resource):
