@@ -50,6 +50,7 @@ from typing import Any
 
 from app.errors import FHIRError, Issue
 from app.fhirmodels import model_class
+from app.fhirpath import FHIRPATH, FHIRPathError, compile_expression, evaluate, to_json
 from app.reasoning.failures import FAILURES, FeatureFailure
 from app.reasoning.features import (
     FeatureValues,
@@ -57,7 +58,6 @@ from app.reasoning.features import (
     patient_context,
     reference_to,
 )
-from app.reasoning.fhirpath import FHIRPATH, FHIRPathError, compile_expression, evaluate, to_json
 from app.reasoning.knowledge import Artifact, KnowledgeBase
 from app.reasoning.outcomes import INCOMPLETE, OutcomeWording, not_evaluated_action, outcome_extensions, translated
 from app.reasoning.walk import Outcome, PlanWalk, Step, answering_actions

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import FHIRError, Issue
+from app.fhirpath import FHIRPATH, CompiledExpression, Scope, compile_expression, singleton_boolean
 from app.reasoning.features import FeatureValues, PatientContext, evaluate_features
-from app.reasoning.fhirpath import FHIRPATH, CompiledExpression, Scope, compile_expression, singleton_boolean
 from app.reasoning.knowledge import Artifact, KnowledgeBase
 
 MAX_DEPTH = 8
