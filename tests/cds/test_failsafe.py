@@ -1,4 +1,4 @@
-"""Nothing clinical fails silently: a missing fact narrows, a failing case feature is shown as a card (docs/fail-safe.md)."""
+"""Nothing clinical fails silently: a missing fact narrows, a failing feature becomes a card (docs/fail-safe.md)."""
 from __future__ import annotations
 
 import json
