@@ -9,9 +9,11 @@ test expects them, it does not read them from the Library.
 from __future__ import annotations
 
 import copy
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from app.reasoning.apply import apply_plan_definition
@@ -30,6 +32,7 @@ SCT = "http://snomed.info/sct"
 PATIENT_REFERRAL = {"coding": [{"system": SCT, "code": "3457005", "display": "Patient referral"}]}
 REFERRAL_CATEGORY = {"coding": [{"system": SCT, "code": "3457005"}]}
 SUBJECT_ID = "clean"
+PATIENT_BUNDLES = Path(__file__).resolve().parents[1] / "data" / "patients"
 
 
 # -- system forms ----------------------------------------------------------------------------------
@@ -60,6 +63,7 @@ def forms(system: str, code: str) -> list[tuple[str, str, str]]:
             ("sks-flat", SKS, "D" + flat),
             ("sks-dot", SKS, "D" + dotted(flat)),
             ("sks-medcom", SKS_MEDCOM, "D" + flat),
+            ("sks-no-marker", SKS, dotted(flat)),
             ("sks-sub", SKS, "D" + sub.replace(".", "")),
         ]
     if system == ATC:
@@ -195,7 +199,13 @@ def base_record() -> list[dict[str, Any]]:
 
 
 def reference_records() -> dict[str, list[dict[str, Any]]]:
-    return {name: copy.deepcopy(r.resources) for name, r in patients().items()}
+    """The reference patients of the CDS tests (tests/cds/patients.py) and of the pathway tests
+    (tests/data/patients/*.json), by name; all dated for the same day (TODAY)."""
+    out = {f"cds/{name}": copy.deepcopy(r.resources) for name, r in patients().items()}
+    for path in sorted(PATIENT_BUNDLES.glob("*.json")):
+        bundle = json.loads(path.read_text(encoding="utf-8"))
+        out[f"patients/{path.stem}"] = [e["resource"] for e in bundle["entry"]]
+    return out
 
 
 # -- running ----------------------------------------------------------------------------------------
