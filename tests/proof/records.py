@@ -209,9 +209,15 @@ def reference_records() -> dict[str, list[dict[str, Any]]]:
 
 
 # -- running ----------------------------------------------------------------------------------------
-def apply(kb, pathway: str, record: list[dict], hook: str, drafts: list[dict] = (), **kwargs) -> tuple[dict, list]:
-    """$apply of a variant's pathway as the CDS service calls it for `hook` (order-sign: every draft is advised on)."""
-    patient = next(r for r in record if r["resourceType"] == "Patient")
+def apply(kb, pathway: str, record: list[dict], hook: str, drafts: list[dict] = (), *, patient_id: str = "",
+          **kwargs) -> tuple[dict, list]:
+    """$apply of a variant's pathway as the CDS service calls it for `hook` (order-sign: every draft is advised on).
+
+    The subject is the record's Patient; without one (or without its id), the reference `Patient/<patient_id>`,
+    as the service passes it when the prefetch holds no patient."""
+    patient: Any = next((r for r in record if r.get("resourceType") == "Patient" and r.get("id")), None)
+    if patient is None:
+        patient = f"Patient/{patient_id}"
     return apply_plan_definition(
         kb, pathway, subject=patient, record=record, trigger=hook, draft_orders=list(drafts),
         selections=list(drafts) if hook == "order-sign" else [], today=TODAY, **kwargs)
