@@ -42,6 +42,7 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "CDS_RECORD_CARDS": True,
     "CDS_BENCH_FLOOR": False,  # adds /cds-services/_floor ({"cards": []}) for bench/cds.py
     "CDS_TODAY": None,
+    "REASONING_FAIL_FEATURES": (),  # fault injection (tests only): case features forced to fail
 }
 
 

@@ -6,12 +6,18 @@ a `create` child becomes a create action with the request the engine made from t
 a `remove` child (the engine filled `resource` with the draft it names) becomes a delete with
 `resourceId`; a child with sub-actions (selectionBehavior `all`, e.g. remove then create) becomes one
 suggestion with every sub-action. Texts come in the variant's language (the translation extension);
-the rule ids come from the action's `code` in the rule CodeSystem.
+the rule ids come from the action's `code` in the rule CodeSystem, in the order the engine left them
+(a dynamicValue may put the rule that fired first); the topic is the first.
+
+A rule that could not be evaluated (the action carries the evaluation-outcome extension, see
+docs/fail-safe.md) becomes a card like any other — its texts and priority were written by the
+engine from the knowledge — and the card, like every card whose evidence is incomplete, says so in
+the `org.lbp-pathway.evaluation` extension: `{"status": "not-evaluated" | "incomplete",
+"failedRules": [...], "failedFeatures": [...]}`.
 """
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +31,9 @@ CITATION_EN = "https://lbp-pathway.org/fhir/StructureDefinition/citation-en"
 OVERRIDE_REASON = "https://lbp-pathway.org/fhir/StructureDefinition/override-reason"
 RULES_EXTENSION = "org.lbp-pathway.rules"  # further contributing rule ids (Codings), see docs/cds-hooks.md
 STEP_EXTENSION = "org.lbp-pathway.pathway-step"
+EVALUATION_EXTENSION = "org.lbp-pathway.evaluation"  # a card (or response) whose evaluation is incomplete
+EVALUATION_OUTCOME = "https://lbp-pathway.org/fhir/StructureDefinition/evaluation-outcome"
+FAILED_FEATURE = "https://lbp-pathway.org/fhir/StructureDefinition/failed-feature"
 SDC_QUESTIONNAIRE = "questionnaire"
 INDICATOR = {"routine": "info", "urgent": "warning", "asap": "critical", "stat": "critical"}
 SELECTION = {"at-most-one": "at-most-one", "exactly-one": "at-most-one"}  # everything else -> "any"
@@ -65,8 +74,9 @@ def text(element: Mapping[str, Any], key: str, language: str, primary: str | Non
 
 
 def rule_codes(action: Mapping[str, Any]) -> list[str]:
-    return [c["code"] for cc in action.get("code", []) or [] for c in cc.get("coding", []) or []
-            if c.get("system") == RULES and c.get("code")]
+    """The rule ids on an action, in order, each once."""
+    return list(dict.fromkeys(c["code"] for cc in action.get("code", []) or [] for c in cc.get("coding", []) or []
+                              if c.get("system") == RULES and c.get("code")))
 
 
 def other_codes(action: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -85,20 +95,28 @@ def card_actions(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _ranked(rules: list[str], description: str) -> list[str]:
-    """Rule ids the patient-specific text names first (a red-flag card that fired for RF4 is about RF4)."""
-    first_paragraph = description.split("\n\n", 1)[0]
-    if ">" in first_paragraph[:2]:
-        return rules
-    if not rules:
-        return rules
-    family = re.match(r"[A-Z]+", rules[0])
-    # only within the first rule's family (RF1..RF9): a rheumatology card citing RF5 stays an RR1 card
-    named = [r for r in rules if family and r.startswith(family.group(0)) and re.fullmatch(r"[A-Z]+\d+", r)
-             and re.search(rf"\b{re.escape(r)}\b", first_paragraph)]
-    if not named or rules[0] in named:
-        return rules
-    return named + [r for r in rules if r not in named]
+def evaluation_of(action: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The evaluation extension of a card made from `action`, when it or a suggestion of it is incomplete."""
+    status: str | None = None
+    features: list[str] = []
+    rules: list[str] = []
+    stack = [action]
+    while stack:
+        current = stack.pop()
+        for ext in current.get("extension", []) or []:
+            if ext.get("url") == EVALUATION_OUTCOME and ext.get("valueCode"):
+                # the card itself not evaluated, else incomplete (one of its parts was not)
+                if current is action:
+                    status = ext["valueCode"]
+                elif status is None:
+                    status = "incomplete"
+                rules.extend(r for r in rule_codes(current) if r not in rules)
+            elif ext.get("url") == FAILED_FEATURE and ext.get("valueString") not in features:
+                features.append(ext["valueString"])
+        stack.extend(current.get("action", []) or [])
+    if status is None:
+        return None
+    return {"status": status, "failedRules": rules or rule_codes(action), "failedFeatures": features}
 
 
 def _summary(value: str) -> str:
@@ -163,8 +181,7 @@ def _questionnaires(actions: list[dict[str, Any]]) -> list[str]:
 
 def to_card(action: Mapping[str, Any], ctx: CardContext) -> dict[str, Any] | None:
     primary = ctx.plan_language.get(action.get("id", ""))
-    # rank by the patient-specific text as the engine wrote it: rule ids read the same in every language
-    rules = _ranked(rule_codes(action), action.get("description") or "")
+    rules = rule_codes(action)
     title = text(action, "title", ctx.language, primary) or text(action, "description", ctx.language, primary)
     if not title:
         return None
@@ -228,6 +245,9 @@ def to_card(action: Mapping[str, Any], ctx: CardContext) -> dict[str, Any] | Non
     steps = other_codes(action)
     if steps:
         extension[STEP_EXTENSION] = steps
+    evaluation = evaluation_of(action)
+    if evaluation is not None:
+        extension[EVALUATION_EXTENSION] = evaluation
     if extension:
         card["extension"] = extension
     return card
@@ -285,3 +305,13 @@ def cards_from(request_group: Mapping[str, Any], ctx: CardContext) -> tuple[list
     order = {"critical": 0, "warning": 1, "info": 2}
     cards.sort(key=lambda c: order[c["indicator"]])
     return cards, []
+
+
+def response_evaluation(cards: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The response-level evaluation extension: every rule and feature of the cards that are incomplete."""
+    marked = [c["extension"][EVALUATION_EXTENSION] for c in cards if EVALUATION_EXTENSION in (c.get("extension") or {})]
+    if not marked:
+        return None
+    rules = list(dict.fromkeys(r for m in marked for r in m["failedRules"]))
+    features = list(dict.fromkeys(f for m in marked for f in m["failedFeatures"]))
+    return {"status": "incomplete", "failedRules": rules, "failedFeatures": features}

@@ -18,7 +18,7 @@ from typing import Any
 from flask import current_app, request
 from sqlalchemy import insert
 
-from app.cds.cards import RULES, CardContext, cards_from
+from app.cds.cards import EVALUATION_EXTENSION, RULES, CardContext, cards_from, response_evaluation
 from app.cds.prefetch import resolve
 from app.cds.registry import Registry, Service
 from app.cds.tables import cds_card
@@ -179,12 +179,14 @@ def run(service: Service, body: Mapping[str, Any], caller: Any, links: Any) -> d
     care_plan, issues = apply_plan_definition(
         kb, variant.pathway, subject=subject, record=list(record.values()), trigger=service.hook,
         draft_orders=drafts, selections=selections, today=today,
+        # fault injection for tests: case features forced to fail (docs/fail-safe.md); empty in service
+        fail_features=tuple(current_app.config.get("REASONING_FAIL_FEATURES") or ()),
         practitioner=context.get("userId") if str(context.get("userId", "")).startswith("Practitioner/") else None,
     )
     errors = [i for i in issues if i.severity in ("error", "fatal")]
     if errors:
-        # artifact labels only: issue texts name rules and expressions, never the patient's values
-        log.warning("service %s: %d rule part(s) skipped with errors", service.id, len(errors))
+        # counts only: issue texts name rules and expressions, and may quote the patient's values
+        log.warning("service %s: %d rule part(s) with errors", service.id, len(errors))
     contained = {f"#{r['id']}": r for r in care_plan.get("contained", []) if r.get("id")}
     group: dict[str, Any] = next(
         (r for r in care_plan.get("contained", []) if r.get("resourceType") == "RequestGroup"), {})
@@ -202,9 +204,16 @@ def run(service: Service, body: Mapping[str, Any], caller: Any, links: Any) -> d
         missing_fields=lambda canonical: _missing_fields(kb, canonical, record, subject, today, variant.language),
     )
     cards, _ = cards_from(group, ctx)
+    evaluation = response_evaluation(cards)
+    if evaluation is not None:
+        # artifact ids, rule ids and feature names only, never patient data
+        log.warning("service %s: evaluation incomplete: rules %s; failed features %s of %s", service.id,
+                    ",".join(evaluation["failedRules"]), ",".join(evaluation["failedFeatures"]), variant.pathway)
     log.debug("service %s: %d cards in %.1f ms", service.id, len(cards), (time.perf_counter() - started) * 1000)
     if cards and current_app.config.get("CDS_RECORD_CARDS", True):
         remember_cards(service, variant_code, cards)
+    if evaluation is not None:
+        return {"cards": cards, "extension": {EVALUATION_EXTENSION: evaluation}}
     return {"cards": cards}
 
 

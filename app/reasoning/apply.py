@@ -40,31 +40,27 @@ referenced from the action. Choices this engine makes where R4 leaves room:
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
 from app.errors import FHIRError, Issue
 from app.fhirmodels import model_class
+from app.reasoning.failures import FAILURES, FeatureFailure
 from app.reasoning.features import (
     FeatureValues,
     PatientContext,
-    evaluate_features,
     patient_context,
     reference_to,
 )
-from app.reasoning.fhirpath import (
-    FHIRPATH,
-    FHIRPathError,
-    Scope,
-    compile_expression,
-    evaluate,
-    singleton_boolean,
-    to_json,
-)
+from app.reasoning.fhirpath import FHIRPATH, FHIRPathError, compile_expression, evaluate, to_json
 from app.reasoning.knowledge import Artifact, KnowledgeBase
+from app.reasoning.outcomes import INCOMPLETE, OutcomeWording, not_evaluated_action, outcome_extensions, translated
+from app.reasoning.walk import Outcome, PlanWalk, Step, answering_actions
 
 SDC_TEMP = "http://hl7.org/fhir/uv/sdc/CodeSystem/temp"
 CPG_COLLECT_WITH = "http://hl7.org/fhir/uv/cpg/StructureDefinition/cpg-collectWith"
@@ -284,45 +280,34 @@ def set_path(target: dict[str, Any], path: str, values: Sequence[Any], type_name
 
 
 class _Run:
-    """One $apply: the shared patient context, the features per Library, and what was produced."""
+    """One $apply: the shared walk (patient context, features per Library, verdicts) and what was produced."""
 
-    def __init__(self, kb: KnowledgeBase, context: PatientContext, trigger: str | None, practitioner: Any):
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        context: PatientContext,
+        trigger: str | None,
+        practitioner: Any,
+        needed: set[str] | None = None,
+    ):
         self.kb = kb
         self.context = context
         self.trigger = trigger
         self.practitioner = reference_to(practitioner, "Practitioner") if practitioner else None
-        self.features: dict[str, FeatureValues] = {}
-        self.issues: list[Issue] = []
-        self.skipped: list[str] = []
+        self.walk = PlanWalk(kb, context, trigger=trigger, only=needed)
+        self.issues = self.walk.issues
+        self.skipped = self.walk.skipped
         self.contained: list[dict[str, Any]] = []
+        self.not_evaluated: list[dict[str, Any]] = []  # the "could not be evaluated" actions made
         self._ids: set[str] = set()
-        self.needed: set[str] | None = None  # the features the rules read (None: all)
-        self._bare: FeatureValues | None = None
+        self._wording = OutcomeWording(kb)
 
     # -- shared services ----------------------------------------------------------------------
     def features_for(self, library: Artifact | None) -> FeatureValues | None:
-        if library is None:
-            return None
-        key = library.label
-        if key not in self.features:
-            values = evaluate_features(self.kb, library, self.context, only=self.needed)
-            self.issues.extend(values.issues)
-            self.features[key] = values
-        return self.features[key]
+        return self.walk.features_for(library)
 
     def no_features(self) -> FeatureValues:
-        """What an expression of an artifact without a Library sees: the patient context only."""
-        if self._bare is None:
-            self._bare = FeatureValues(
-                library=None,  # type: ignore[arg-type]
-                context=self.context,
-                raw={},
-                issues=[],
-                timings_ms={},
-                failed=set(),
-                scope=Scope.of(self.context.variables()),
-            )
-        return self._bare
+        return self.walk.no_features()
 
     def new_id(self, base: str) -> str:
         base = re.sub(r"[^A-Za-z0-9\-.]", "-", base)[:60] or "r"
@@ -334,32 +319,14 @@ class _Run:
         return candidate
 
     def skip(self, text: str, path: str, expression: str | None, severity: str = "error") -> None:
-        self.issues.append(Issue(severity, "processing", text, [path], diagnostics=expression))
-        self.skipped.append(text)
+        self.walk.skip(text, path, expression, severity)
 
     # -- PlanDefinition -----------------------------------------------------------------------
-    def plan_actions(
-        self, plan: Artifact, library: Artifact | None, stack: tuple[str, ...], inherited_match: bool
-    ) -> list[dict[str, Any]]:
-        if len(stack) > MAX_DEPTH or plan.label in stack:
-            self.skip(
-                f"{plan.label}: nested PlanDefinitions form a cycle or are too deep; skipped",
-                "PlanDefinition",
-                None,
-            )
-            return []
-        features = self.features_for(library)
+    def plan_actions(self, plan: Artifact, library: Artifact | None) -> list[dict[str, Any]]:
+        """The RequestGroup actions of `plan`: the walk's steps, each built (or left out)."""
         out = []
-        for i, action in enumerate(plan.resource.get("action", []) or []):
-            applied = self.action(
-                plan,
-                action,
-                f"PlanDefinition.action[{i}]",
-                library,
-                features,
-                stack + (plan.label,),
-                inherited_match,
-            )
+        for step in self.walk.plan(plan, library):
+            applied = self.build(step)
             if applied is not None:
                 out.append(applied)
         return out
@@ -379,76 +346,42 @@ class _Run:
             label += f" '{name}'"
         return label
 
-    def trigger_matches(self, action: Mapping[str, Any]) -> bool | None:
-        """True/False when the action names triggers; None when it names none."""
-        triggers = action.get("trigger") or []
-        if not triggers:
+    def build(self, step: Step) -> dict[str, Any] | None:
+        """The RequestGroup action for one walked step (None: it is left out)."""
+        verdict = step.verdict
+        if verdict.outcome is Outcome.NOT_EVALUATED:
+            return self.could_not_evaluate(step)
+        if not verdict.applies:
             return None
-        return any(t.get("type") == "named-event" and t.get("name") == self.trigger for t in triggers)
-
-    def conditions_hold(
-        self, plan: Artifact, action: Mapping[str, Any], path: str, features: FeatureValues | None
-    ) -> bool | None:
-        """True when every applicability condition is true; False when one is not; None on error."""
-        for j, condition in enumerate(action.get("condition", []) or []):
-            if condition.get("kind", "applicability") != "applicability":
-                continue
-            expression = condition.get("expression") or {}
-            where = f"{path}.condition[{j}].expression.expression"
-            if expression.get("language") != FHIRPATH:
-                self.skip(
-                    f"{self.describe(plan, action, path)}: condition language {expression.get('language')!r} "
-                    "is not supported; the action was skipped",
-                    where,
-                    expression.get("expression"),
-                )
-                return None
-            compiled = plan.expressions.get(where)
-            if compiled is None:
-                return None
-            features = features or self.no_features()
-            missing = features.missing_inputs(compiled)
-            if missing:
-                self.skip(
-                    f"{self.describe(plan, action, path)}: its condition reads %{missing[0]}, which could not be "
-                    f"evaluated; the action was skipped: {compiled.text}",
-                    where,
-                    compiled.text,
-                )
-                return None
-            try:
-                verdict = singleton_boolean(features.evaluate(compiled))
-            except Exception as exc:
-                self.skip(
-                    f"{self.describe(plan, action, path)}: its condition could not be evaluated ({exc}); "
-                    f"the action was skipped: {compiled.text}",
-                    where,
-                    compiled.text,
-                )
-                return None
-            if verdict is not True:
-                return False
-        return True
-
-    def action(
-        self,
-        plan: Artifact,
-        action: Mapping[str, Any],
-        path: str,
-        library: Artifact | None,
-        features: FeatureValues | None,
-        stack: tuple[str, ...],
-        inherited_match: bool,
-    ) -> dict[str, Any] | None:
-        matched = inherited_match
-        if self.trigger is not None and not inherited_match:
-            verdict = self.trigger_matches(action)
-            if verdict is False:
-                return None
-            matched = verdict is True
-        if not self.conditions_hold(plan, action, path, features):
+        plan, action, path = step.plan, step.action, step.path
+        if step.target_problem is not None:
+            self.skip(
+                f"{self.describe(plan, action, path)}: its definition {action.get('definitionCanonical')} "
+                f"{step.target_problem}; the action was skipped",
+                f"{path}.definitionCanonical",
+                None,
+            )
             return None
+        out = self.carried(action)
+        if verdict.failed:
+            # it applies even with those features unknown; say that its evidence is incomplete
+            failures = self.failures_behind(step, verdict.failed)
+            out.setdefault("extension", []).extend(outcome_extensions(INCOMPLETE, failures))
+        target = step.target
+        children: list[dict[str, Any]] = []
+        for child in step.children:
+            applied = self.build(child)
+            if applied is not None:
+                children.append(applied)
+        if step.nests_plan and target is not None:
+            for key in ("title", "description"):
+                if key not in out:
+                    _copy_with_extensions(target.resource, out, key)
+        return self.finish(step, out, children)
 
+    @staticmethod
+    def carried(action: Mapping[str, Any]) -> dict[str, Any]:
+        """What a RequestGroup action copies from its PlanDefinition action."""
         out: dict[str, Any] = {}
         if action.get("id"):
             out["id"] = action["id"]
@@ -461,47 +394,17 @@ class _Run:
             out["condition"] = kept
         if action.get("relatedAction"):
             out["relatedAction"] = [dict(r) for r in action["relatedAction"]]
+        return out
 
-        canonical = action.get("definitionCanonical")
-        target: Artifact | None = None
-        if canonical:
-            target = self.kb.artifact(canonical)
-            if target is None or target.resource_type not in (
-                "PlanDefinition",
-                "ActivityDefinition",
-                "Questionnaire",
-            ):
-                problem = (
-                    "is not loaded"
-                    if target is None
-                    else f"is a {target.resource_type}, which cannot be a definition"
-                )
-                self.skip(
-                    f"{self.describe(plan, action, path)}: its definition {canonical} {problem}; "
-                    "the action was skipped",
-                    f"{path}.definitionCanonical",
-                    None,
-                )
-                return None
-        children: list[dict[str, Any]] = []
-        if target is not None and target.resource_type == "PlanDefinition":
-            nested_library = self.kb.library_for(target.resource, fallback=library)
-            children.extend(self.plan_actions(target, nested_library, stack, matched))
-            for key in ("title", "description"):
-                if key not in out:
-                    _copy_with_extensions(target.resource, out, key)
-        for k, child in enumerate(action.get("action", []) or []):
-            applied = self.action(plan, child, f"{path}.action[{k}]", library, features, stack, matched)
-            if applied is not None:
-                children.append(applied)
+    def finish(self, step: Step, out: dict[str, Any], children: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """Containers, trigger filtering, draft-order targets, the produced request and dynamic values."""
+        action, path, target = step.action, step.path, step.target
         # a container (a nested PlanDefinition, or sub-actions under an action without a priority of
         # its own) disappears when nothing inside it applies; a recommendation with a priority stays
         # even when none of its suggestions apply (e.g. the order it would suggest is drafted already)
-        is_container = (target is not None and target.resource_type == "PlanDefinition") or (
-            bool(action.get("action")) and not action.get("priority")
-        )
-        produces = target is not None and target.resource_type != "PlanDefinition"
-        if self.trigger is not None and not matched:
+        is_container = step.nests_plan or (bool(action.get("action")) and not action.get("priority"))
+        produces = target is not None and not step.nests_plan
+        if self.trigger is not None and not step.matched:
             # only actions at or below a matching trigger answer a hook
             if not children:
                 return None
@@ -519,7 +422,7 @@ class _Run:
         resource: dict[str, Any] | None = None
         if produces and target is not None:
             if target.resource_type == "ActivityDefinition":
-                ad_library = self.kb.library_for(target.resource, fallback=library)
+                ad_library = self.kb.library_for(target.resource, fallback=step.library)
                 resource = self.activity(target, self.features_for(ad_library), in_group=True)
             else:
                 resource = self.questionnaire_task(target.resource, in_group=True)
@@ -530,7 +433,7 @@ class _Run:
             and _KINDS.get(resource["resourceType"], {}).get("priority")
         ):
             resource["priority"] = out["priority"]
-        self.dynamic_values(plan, action, path, features, out, resource)
+        self.dynamic_values(step.plan, action, path, step.features, out, resource)
         if resource is not None:
             self.contained.append(resource)
             out["resource"] = {"reference": f"#{resource['id']}"}
@@ -547,6 +450,57 @@ class _Run:
             ] + children
         if children:
             out["action"] = children
+        return out
+
+    # -- could not be evaluated ---------------------------------------------------------------
+    def failures_behind(self, step: Step, names: Sequence[str]) -> list[FeatureFailure]:
+        features = step.features
+        return features.failures_behind(names) if features is not None else []
+
+    def could_not_evaluate(self, step: Step) -> dict[str, Any] | None:
+        """A step whose conditions could not be evaluated: a RequestGroup action saying so, and an issue.
+
+        Left out only when no action at or below it answers the hook at all (it would not have
+        produced a card for this hook whatever the features held).
+        """
+        plan, action, path = step.plan, step.action, step.path
+        stands_for: list[Mapping[str, Any]]
+        if self.trigger is None or step.matched:
+            stands_for = [action]
+        else:
+            stands_for = [a for a in answering_actions(self.kb, action, self.trigger) if a.get("code")]
+            if not stands_for:
+                return None
+        failures = self.failures_behind(step, step.verdict.failed)
+        primary = plan.resource.get("language") or "en"
+        names = translated(action, "title", primary)
+        if not names and step.verdict.failed == () and action.get("id"):
+            names = {primary: str(action["id"])}
+        if not names and action.get("definitionCanonical"):
+            nested = self.kb.resolve(action["definitionCanonical"])
+            if nested is not None:
+                names = translated(nested, "title", nested.get("language") or primary)
+        out = not_evaluated_action(
+            self._wording, action, stands_for=stands_for, name_texts=names, primary=primary, failures=failures
+        )
+        causes = "; ".join(f"{f.library} {f.feature}: {f.reason}" for f in failures)
+        where = step.verdict.where or path
+        compiled = plan.expressions.get(where)
+        self.issues.append(
+            Issue(
+                # a condition that raised by itself is an error of the artifact; one that read a
+                # failed feature is incomplete because of that feature (reported as an error)
+                "warning" if step.verdict.failed else "error",
+                "incomplete",
+                f"{self.describe(plan, action, path)} could not be evaluated: {step.verdict.problem}"
+                + (f" ({causes})" if causes else "")
+                + "; returned as an action that says so",
+                [where],
+                diagnostics=compiled.text if compiled is not None else None,
+            )
+        )
+        FAILURES.rule_not_evaluated(plan.label, str(action.get("id") or path))
+        self.not_evaluated.append(out)
         return out
 
     def orders_matching(self, requirements: list[dict[str, Any]], path: str) -> list[dict[str, Any]]:
@@ -626,6 +580,11 @@ class _Run:
                 continue
             try:
                 values = to_json(features.evaluate(compiled))
+                for owned in (rg_action, resource):
+                    # elements copied from the artifact are shared with it: write on a copy
+                    head = re.split(r"[.\[]", target_path.removeprefix("action."), maxsplit=1)[0]
+                    if owned is not None and isinstance(owned.get(head), (list, dict)):
+                        owned[head] = copy.deepcopy(owned[head])
                 if target_path.startswith("action.") and rg_action is not None:
                     set_path(rg_action, target_path[len("action.") :], values, "RequestGroupAction")
                 elif resource is not None:
@@ -865,10 +824,15 @@ def _plan_artifact(
     return found
 
 
-def _apply_context(kb: KnowledgeBase, context: PatientContext | None, record: Any, **patient: Any) -> PatientContext:
+def _apply_context(
+    kb: KnowledgeBase, context: PatientContext | None, record: Any, fail_features: Iterable[str], **patient: Any
+) -> PatientContext:
     """The caller's prepared context, or one built from the record; $apply always needs a subject."""
     if context is None:
         context = patient_context(record, terminology=kb.terminology, **patient)
+    forced = frozenset(fail_features)
+    if forced - context.fail_features:
+        context = dataclasses.replace(context, fail_features=context.fail_features | forced)
     if context.subject is None:
         raise FHIRError("required", "$apply needs a subject", "subject")
     return context
@@ -887,18 +851,24 @@ def apply_plan_definition(
     draft_orders: Any = (),
     selections: Sequence[Any] = (),
     context: PatientContext | None = None,
+    fail_features: Iterable[str] = (),
 ) -> tuple[dict[str, Any], list[Issue]]:
     """PlanDefinition/$apply: (CarePlan with the RequestGroup and requests contained, issues).
 
     `plan_definition` is a canonical, `Type/id`, a resource dict or a loaded Artifact; `record` is
     what `features.record_resources` accepts. A prepared `context` may be passed to share one
     patient context between several calls (the other patient arguments are then ignored).
+
+    `fail_features` (fault injection): case feature names forced to fail as if their expressions
+    raised; added to the context's own `fail_features`. Every rule whose condition reads a failed
+    feature, directly or not, then comes back as a "could not be evaluated" action
+    (docs/fail-safe.md).
     """
     plan = _plan_artifact(kb, plan_definition, "PlanDefinition")
-    context = _apply_context(kb, context, record, subject=subject, today=today, draft_orders=draft_orders,
-                             selections=selections, encounter=encounter, practitioner=practitioner)
-    run = _Run(kb, context, trigger, practitioner)
-    run.needed = variables_read(kb, plan)
+    context = _apply_context(kb, context, record, fail_features, subject=subject, today=today,
+                             draft_orders=draft_orders, selections=selections, encounter=encounter,
+                             practitioner=practitioner)
+    run = _Run(kb, context, trigger, practitioner, variables_read(kb, plan))
     library = kb.library_for(plan.resource)
     if library is None and plan.resource.get("library"):
         run.issues.append(
@@ -909,7 +879,7 @@ def apply_plan_definition(
                 ["PlanDefinition.library[0]"],
             )
         )
-    actions = run.plan_actions(plan, library, (), False)
+    actions = run.plan_actions(plan, library)
     canonical = (
         plan.url + (f"|{plan.version}" if plan.version else "") if plan.url else f"PlanDefinition/{plan.id}"
     )
@@ -976,10 +946,9 @@ def apply_activity_definition(
 ) -> tuple[dict[str, Any], list[Issue]]:
     """ActivityDefinition/$apply: (the request resource, issues); dynamicValues see the AD's Library features."""
     definition = _plan_artifact(kb, activity_definition, "ActivityDefinition")
-    context = _apply_context(kb, context, record, subject=subject, today=today, draft_orders=draft_orders,
+    context = _apply_context(kb, context, record, (), subject=subject, today=today, draft_orders=draft_orders,
                              selections=selections, encounter=encounter, practitioner=practitioner)
-    run = _Run(kb, context, None, practitioner)
-    run.needed = variables_read(kb, definition)
+    run = _Run(kb, context, None, practitioner, variables_read(kb, definition))
     library = kb.library_for(definition.resource)
     resource = run.activity(definition, run.features_for(library), in_group=False)
     return resource, run.issues

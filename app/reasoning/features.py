@@ -3,9 +3,10 @@
 The focus is a Bundle (type collection) of the record; `%patient`, `%today`, `%now`,
 `%draftOrders`, `%selections` and every earlier feature (`%name`) are in scope
 (docs/artifact-conventions.md, "Case features"). One feature's error does not stop the others: it
-is recorded as an Issue naming the Library, the feature and the expression, and every feature that
-reads it (directly or not) is left empty rather than evaluated on a missing value, so absent data
-never turns into a negative finding.
+is recorded as an Issue naming the Library, the feature and the expression, its value is unknown
+(empty) and it is marked as failed; every feature that reads it (directly or not) is evaluated on
+that unknown value, exactly as if the record lacked the fact, and is marked as failed too, so the
+rules that read any of them can say "could not be evaluated" (docs/fail-safe.md).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import date, datetime
 from typing import Any
 
 from app.errors import FHIRError, Issue
+from app.reasoning.failures import FeatureFailure, ForcedFailure, reason_of, record_failure
 from app.reasoning.fhirpath import (
     CompiledExpression,
     Environment,
@@ -93,6 +95,8 @@ class PatientContext:
     env: Environment
     extra: dict[str, Any] = field(default_factory=dict)  # more %-variables (encounter, practitioner)
     focus: list[Any] = field(default_factory=list)  # the bundle as a collection, built once
+    # fault injection: case features forced to fail in every evaluation over this context
+    fail_features: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not self.focus:
@@ -119,8 +123,13 @@ def patient_context(
     terminology: TerminologyIndex | None = None,
     encounter: Any = None,
     practitioner: Any = None,
+    fail_features: Iterable[str] = (),
 ) -> PatientContext:
-    """Build the shared context. `selections` may hold resources or references to the draft orders."""
+    """Build the shared context. `selections` may hold resources or references to the draft orders.
+
+    `fail_features` (fault injection): case feature names that every evaluation over this context
+    forces to fail, as if their expressions raised (see `evaluate_features`).
+    """
     resources = record_resources(record)
     subject_ref = reference_to(subject)
     patient: dict[str, Any] | None = None
@@ -181,6 +190,7 @@ def patient_context(
         selections=chosen,
         env=env,
         extra=extra,
+        fail_features=frozenset(fail_features),
     )
 
 
@@ -207,6 +217,29 @@ class FeatureValues:
     timings_ms: dict[str, float]
     failed: set[str]  # features that could not be evaluated (errors and their dependants)
     scope: Scope  # %patient, %today … and every feature, for the rules
+    failures: dict[str, FeatureFailure] = field(default_factory=dict)  # every failed feature, why
+
+    def failures_behind(self, names: Iterable[str]) -> list[FeatureFailure]:
+        """The features that raised behind `names` (following each failed dependant to its cause)."""
+        found: dict[str, FeatureFailure] = {}
+        stack = [n for n in names if n in self.failures]
+        seen: set[str] = set()
+        while stack:
+            name = stack.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            failure = self.failures[name]
+            if failure.cause is None:
+                found[name] = failure
+            else:
+                stack.extend(n for n in self._failed_inputs(name) if n in self.failures)
+        order = {f.name: i for i, f in enumerate(self.library.features)} if self.library else {}
+        return sorted(found.values(), key=lambda f: order.get(f.feature, 0))
+
+    def _failed_inputs(self, name: str) -> list[str]:
+        feature = next((f for f in self.library.features if f.name == name), None) if self.library else None
+        return sorted(feature.depends_on & self.failed) if feature is not None else []
 
     def values(self) -> dict[str, list[Any]]:
         """name -> FHIR JSON values, in declaration order."""
@@ -225,7 +258,7 @@ class FeatureValues:
         return evaluate(compiled, self.context.focus, scope, self.context.env)
 
     def missing_inputs(self, compiled: CompiledExpression) -> list[str]:
-        """The features an expression reads that could not be evaluated."""
+        """The features an expression reads that could not be evaluated (themselves or an input of theirs)."""
         return sorted(v for v in compiled.variables if v in self.failed)
 
 
@@ -248,58 +281,77 @@ def evaluate_features(
     context: PatientContext,
     *,
     only: Iterable[str] | None = None,
+    fail: Iterable[str] = (),
 ) -> FeatureValues:
     """Evaluate the case features of `library` over `context`, in declaration order.
 
     With `only`, just those features and what they depend on (the others are absent from the
     result): $apply evaluates what its rules read.
+
+    Fail-safe: a feature whose expression raises is unknown (empty) and recorded in `failures`
+    (reason without patient data, an error Issue, the failure counter and a log line naming the
+    Library and the feature only); every feature reading it is evaluated on the unknown value and
+    recorded with `cause` naming the failed input. `failed` holds both kinds.
+
+    Fault injection: `fail` names features (of this Library) to force to fail, together with the
+    context's `fail_features`; each raises `ForcedFailure` in place of its evaluation and takes the
+    path of a real error. Names the Library does not declare are ignored.
     """
     artifact = library if isinstance(library, Artifact) else kb.artifact(library, "Library")
     if artifact is None:
         raise FHIRError("not-found", f"Library {library} is not loaded", "library")
     wanted = needed_features(artifact, only) if only is not None else None
+    forced = frozenset(fail) | context.fail_features
     raw: dict[str, list[Any]] = {}
     issues: list[Issue] = []
     timings: dict[str, float] = {}
-    failed: set[str] = set()
+    failures: dict[str, FeatureFailure] = {}
     scope = Scope.of(context.variables())
     run = Evaluator(context.focus, scope, context.env)
     clock = time.perf_counter
     for feature in artifact.features:
         if wanted is not None and feature.name not in wanted:
             continue
-        blocked = sorted(feature.depends_on & failed)
-        if blocked:
-            failed.add(feature.name)
-            raw[feature.name] = []
-            timings[feature.name] = 0.0
-            issues.append(
-                Issue(
-                    "warning",
-                    "processing",
-                    f"{artifact.label}: feature {feature.name} was not evaluated because %{blocked[0]} could not be",
-                    [feature.path],
-                    diagnostics=feature.expression.text,
-                )
-            )
-            scope[feature.name] = []
-            continue
         started = clock()
         try:
+            if feature.name in forced:
+                raise ForcedFailure()
             value = run(feature.expression)
-        except Exception as exc:  # fhirpathpy raises plain exceptions for evaluation errors
+        except Exception as exc:  # any evaluation error: the feature is unknown, never a stop
             value = []
-            failed.add(feature.name)
+            failure = FeatureFailure(artifact.label, feature.name, reason_of(exc), feature.path)
+            failures[feature.name] = failure
+            record_failure(failure)
             issues.append(
                 Issue(
                     "error",
                     "processing",
-                    f"{artifact.label}: feature {feature.name} could not be evaluated ({exc}): "
+                    f"{artifact.label}: feature {feature.name} could not be evaluated ({failure.reason}): "
                     f"{feature.expression.text}",
                     [feature.path],
                     diagnostics=feature.expression.text,
                 )
             )
+        else:
+            blocked = sorted(feature.depends_on & failures.keys(), key=lambda n: list(failures).index(n))
+            if blocked:
+                failures[feature.name] = FeatureFailure(
+                    artifact.label,
+                    feature.name,
+                    f"reads %{blocked[0]}, which could not be evaluated",
+                    feature.path,
+                    cause=blocked[0],
+                )
+                issues.append(
+                    Issue(
+                        "warning",
+                        "processing",
+                        f"{artifact.label}: feature {feature.name} was evaluated with %{blocked[0]} unknown, "
+                        "because that could not be evaluated",
+                        [feature.path],
+                        diagnostics=feature.expression.text,
+                    )
+                )
         timings[feature.name] = (clock() - started) * 1000.0
         raw[feature.name] = value
         scope[feature.name] = value
@@ -309,6 +361,7 @@ def evaluate_features(
         raw=raw,
         issues=issues,
         timings_ms=timings,
-        failed=failed,
+        failed=set(failures),
         scope=scope,
+        failures=failures,
     )

@@ -348,7 +348,8 @@ def test_rule_codesystem_has_every_digest_rule_with_its_properties() -> None:
     assert codes == RULE_IDS
     declared = {p["code"]: p["type"] for p in cs["property"]}
     assert declared == {
-        "source": "string", "computable": "boolean", "not-computable-reason": "string", "flag-type": "code"
+        "source": "string", "computable": "boolean", "not-computable-reason": "string", "flag-type": "code",
+        "role": "code",
     }
     flag_types = {c["code"] for c in codesystem("lbp-flag-type")["concept"]}
     for c in cs["concept"]:
@@ -359,6 +360,10 @@ def test_rule_codesystem_has_every_digest_rule_with_its_properties() -> None:
         assert ("not-computable-reason" in props) == (not computable), c["code"]
         if "flag-type" in props:
             assert props["flag-type"]["valueCode"] in flag_types, c["code"]
+        # safety rules (red flags, acute signs, imaging, medication cautions) are data, not code
+        assert ("role" in props) == (c["code"][:2] in ("RF", "RA") or c["code"][0] in "IM"), c["code"]
+        if "role" in props:
+            assert props["role"]["valueCode"] == "safety", c["code"]
     not_computable = {c["code"] for c in cs["concept"]
                       if not next(p for p in c["property"] if p["code"] == "computable")["valueBoolean"]}
     assert {"Q3", "Q10"} <= not_computable

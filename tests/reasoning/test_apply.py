@@ -8,6 +8,7 @@ import pytest
 
 from app.errors import FHIRError
 from app.reasoning.apply import apply_activity_definition, apply_plan_definition, set_path, variables_read
+from app.reasoning.outcomes import EVALUATION_OUTCOME, FAILED_FEATURE
 
 from .conftest import LOINC, TODAY, B, condition, load, mri_order, nrs, patient
 
@@ -166,16 +167,20 @@ def test_patient_view_has_no_order_actions(kb):
     assert "red-flag" in found and "order-mri" in found and "assessment-within-3-days" not in found
 
 
-def test_an_error_in_one_action_skips_it_and_says_so(kb):
+def test_an_error_in_one_action_returns_it_as_not_evaluated_and_says_so(kb):
     rules = load("PlanDefinition-test-rules")
     rules["action"][0]["condition"][0]["expression"]["expression"] = "%conditions.single().exists()"
     kb.add(rules)
     care_plan, issues = apply(kb, LONG_PAIN + [condition("c2", "C50.9")])
     found = actions(group_of(care_plan))
-    assert "red-flag" not in found
+    # not skipped: the rule comes back as an action that says it could not be evaluated
+    assert {"url": EVALUATION_OUTCOME, "valueCode": "not-evaluated"} in found[
+        "red-flag"
+    ]["extension"]
+    assert "R1" in codes(found["red-flag"]) and "resource" not in found["red-flag"]
     error = next(i for i in issues if i.severity == "error")
     assert "PlanDefinition/test-rules" in error.text and "action[0]" in error.text and "R1" in error.text
-    assert "skipped" in error.text and "single()" in error.text
+    assert "could not be evaluated" in error.text and "single()" in error.text
     assert error.expression == ["PlanDefinition.action[0].condition[0].expression.expression"]
     assert any(i.code == "incomplete" for i in issues)
     # the rest goes on: the pathway's own actions are still there
@@ -205,12 +210,15 @@ def test_a_definition_that_is_not_loaded_skips_the_action(kb):
     assert any("ActivityDefinition/missing" in i.text and "skipped" in i.text for i in issues)
 
 
-def test_features_that_failed_skip_the_actions_that_read_them(kb):
+def test_an_action_reading_a_failed_feature_says_it_could_not_be_evaluated(kb):
     library = load("Library-test-features")
     library["extension"][8]["valueExpression"]["expression"] = "%conditions.single().exists()"  # red_flag
     kb.add(library)
     care_plan, issues = apply(kb, RED_FLAG)
-    assert "red-flag" not in actions(group_of(care_plan))
+    red = actions(group_of(care_plan))["red-flag"]
+    assert {"url": EVALUATION_OUTCOME, "valueCode": "not-evaluated"} in red["extension"]
+    assert {"url": FAILED_FEATURE, "valueString": "red_flag"} in red["extension"]
+    assert "R1" in codes(red) and "action" not in red  # nothing is suggested on an unknown
     assert any("reads %red_flag, which could not be evaluated" in i.text for i in issues)
 
 
