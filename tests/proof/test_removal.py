@@ -89,7 +89,7 @@ def test_removing_a_resource_or_element_leaves_no_error_unexplained(variant, hoo
             except Exception as exc:  # the property under test: nothing raises
                 failures.append(f"{name} less {removed}: raised {type(exc).__name__}: {exc}")
                 continue
-            for problem in unexplained_errors(care_plan, issues):
+            for problem in unexplained_errors(care_plan, issues, variant, hook):
                 failures.append(f"{name} less {removed}: {problem}")
     assert not failures, f"{len(failures)} failure(s):\n" + "\n".join(failures[:40])
 
