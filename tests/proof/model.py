@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = [ROOT / "valuesets", ROOT / "questionnaires", ROOT / "plandefinitions"]
 BASE = "https://lbp-pathway.org/fhir"
 LIBRARY = f"{BASE}/Library/lbp-case-features"
+CASE_FEATURE_URL = f"{BASE}/StructureDefinition/case-feature"
 RULES = f"{BASE}/CodeSystem/lbp-rules"
 HOOKS = ("patient-view", "order-select", "order-sign")
 # CDS indicator of an action priority (app/cds/cards.py maps them the same way; the tests restate it so a

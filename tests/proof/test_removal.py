@@ -20,7 +20,7 @@ from tests.proof import figures
 from tests.proof.model import knowledge, variants
 from tests.proof.records import apply, hook_body, reference_records
 from tests.proof.test_monotonicity import SAFE_HOOKS, drafts_for
-from tests.proof.unevaluated import unexplained_errors
+from tests.proof.unevaluated import UnknownRuns, unexplained_errors
 
 MAX_DEPTH = 8  # deeper than any element of the reference patients: the bound only guards against cycles
 
@@ -89,7 +89,8 @@ def test_removing_a_resource_or_element_leaves_no_error_unexplained(variant, hoo
             except Exception as exc:  # the property under test: nothing raises
                 failures.append(f"{name} less {removed}: raised {type(exc).__name__}: {exc}")
                 continue
-            for problem in unexplained_errors(care_plan, issues, variant, hook):
+            when_unknown = UnknownRuns(pathway, mutated, hook, drafts, record[0]["id"])
+            for problem in unexplained_errors(care_plan, issues, variant, hook, when_unknown):
                 failures.append(f"{name} less {removed}: {problem}")
     assert not failures, f"{len(failures)} failure(s):\n" + "\n".join(failures[:40])
 

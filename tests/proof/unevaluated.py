@@ -45,12 +45,14 @@ def failed_in(issues: list) -> set[str]:
     return {m.group(1) for i in issues if i.severity in ERRORS for m in [_FEATURE_ERROR.search(i.text)] if m}
 
 
-def unexplained_errors(care_plan: dict, issues: list, variant: str, hook: str) -> list[str]:
+def unexplained_errors(care_plan: dict, issues: list, variant: str, hook: str, applied_when_unknown) -> list[str]:
     """The evaluation errors of one $apply that no outcome reports to the clinician.
 
-    A feature that raised is reported when an action of the RequestGroup names it as a failed feature, or
-    when no rule action of the variant that answers the hook reads it (then no advice depends on it). Any
-    other error (a condition, a dynamic value) is unexplained."""
+    A feature that raised is reported when an action of the RequestGroup names it as a failed feature; it
+    needs no report when no rule action that reads it would apply with the feature simply unknown
+    (`applied_when_unknown(feature)`: the applied action ids of the same call with the feature's expression
+    replaced by `{}`), since then no advice depends on it. Any other error (a condition, a dynamic value) is
+    unexplained."""
     m = model()
     out = []
     named = {f for a in applied_actions(care_plan) for f in failed_features_of(a)}
@@ -62,7 +64,44 @@ def unexplained_errors(care_plan: dict, issues: list, variant: str, hook: str) -
             out.append(f"evaluation error without an outcome: {issue.text[:300]}")
             continue
         feature = found.group(1)
-        if feature not in named and m.actions_reading(variant, feature, hook):
-            readers = ", ".join(a.id for a in m.actions_reading(variant, feature, hook))
-            out.append(f"feature {feature} failed and no outcome says so; read by {readers}")
+        if feature in named:
+            continue
+        readers = {a.id for a in m.actions_reading(variant, feature, hook)} & applied_when_unknown(feature)
+        if readers:
+            out.append(f"feature {feature} failed and no outcome says so; {sorted(readers)} read it")
     return out
+
+
+class UnknownRuns:
+    """$apply of one call with one case feature simply unknown (its expression `{}`), on a knowledge base of
+    its own."""
+
+    def __init__(self, pathway: str, record: list[dict], hook: str, drafts: list[dict], patient_id: str = ""):
+        self.call = (pathway, record, hook, drafts, patient_id)
+        self.kb = None
+
+    def __call__(self, feature: str) -> set[str]:
+        from app.reasoning.knowledge import KnowledgeBase
+        from tests.proof.model import artifacts
+        from tests.proof.records import applied_ids, apply
+
+        if self.kb is None:
+            self.kb = KnowledgeBase(artifacts())
+        self.kb.add(unknown_library(feature))
+        pathway, record, hook, drafts, patient_id = self.call
+        return applied_ids(apply(self.kb, pathway, record, hook, drafts, patient_id=patient_id)[0])
+
+
+def unknown_library(feature: str) -> dict:
+    """The case-feature Library with `feature`'s expression replaced by the empty collection."""
+    import copy
+
+    from tests.proof.model import CASE_FEATURE_URL, LIBRARY, knowledge
+
+    library = copy.deepcopy(knowledge().resolve(LIBRARY, "Library"))
+    for ext in library.get("extension", []):
+        value = ext.get("valueExpression") or {}
+        if ext.get("url") == CASE_FEATURE_URL and value.get("name") == feature:
+            value["expression"] = "{}"
+            return library
+    raise AssertionError(f"feature {feature} not found")
