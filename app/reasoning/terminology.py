@@ -40,6 +40,17 @@ PREFIX_FAMILIES: dict[str, dict[str, str]] = {
 _HIERARCHY_OPS = {"is-a", "descendent-of", "is-not-a", "generalizes"}
 
 
+def _without_marker(norm: str, marker: str) -> str:
+    """A normalised family code without its system's leading marker (SKS 'DM545' -> 'M545').
+
+    The marker is dropped only before a letter: every ICD-10 code starts with a letter, so 'DD48' is the SKS
+    form of D48 while 'D48' (a D-chapter code sent without the SKS prefix) is D48 itself, not '48'.
+    """
+    if marker and norm.startswith(marker) and norm[len(marker) : len(marker) + 1].isalpha():
+        return norm[len(marker) :]
+    return norm
+
+
 def canonical_parts(canonical: str) -> tuple[str, str | None]:
     """Split ``url|version``."""
     url, _, version = canonical.partition("|")
@@ -230,9 +241,7 @@ class TerminologyIndex:
         if cached is not None:
             return cached
         name, marker = family
-        norm = re.sub(r"[\s.]", "", code).upper()
-        if marker and norm.startswith(marker) and len(norm) > len(marker):
-            norm = norm[len(marker) :]
+        norm = _without_marker(re.sub(r"[\s.]", "", code).upper(), marker)
         if len(self._keys) > 100_000:
             self._keys.clear()
         self._keys[(system, code)] = (name, norm)
@@ -535,8 +544,12 @@ class TerminologyIndex:
         for key in systems or {None}:
             if key in self.prefix_families:
                 norm = re.sub(r"[\s.]", "", code).upper()
-                if self._member_key(vs.url, key, norm, frozenset()):
-                    return True
+                # a bare code carries no system: 'DM545' is the SKS form of M54.5 (no ICD-10 code starts
+                # with a letter pair), so each of the family's markers is tried as well
+                markers = {m.upper() for m in self.prefix_families[key].values() if m}
+                for candidate in {norm} | {_without_marker(norm, m) for m in markers}:
+                    if self._member_key(vs.url, key, candidate, frozenset()):
+                        return True
             elif self._member_key(vs.url, key, code, frozenset()):
                 return True
         return False

@@ -91,6 +91,28 @@ def test_member_of_on_codeable_concepts_and_bare_codes(index):
     assert index.member_of(42, url) is None
 
 
+def test_sks_marker_is_dropped_only_before_a_letter():
+    """ICD-10 codes start with a letter: SKS 'DD48' is D48, and a D-chapter code sent under the SKS system
+    without its marker ('D48.1') is D48.1, not '481'."""
+    vs = {
+        "resourceType": "ValueSet",
+        "url": "http://x/vs",
+        "compose": {"include": [{"system": SKS, "filter": [{"property": "concept", "op": "is-a", "value": "DD48"}]}]},
+    }
+    index = TerminologyIndex([vs])
+    for system, code in [(SKS, "DD48"), (SKS, "DD481"), (SKS, "D48.1"), (ICD10, "D48.1"), (ICDSE, "D481")]:
+        assert index.contains("http://x/vs", system, code), (system, code)
+    assert not index.contains("http://x/vs", SKS, "D")
+    assert not index.contains("http://x/vs", SKS, "DD49")
+
+
+def test_a_bare_code_in_the_sks_form_is_a_member(index):
+    url = f"{B}/ValueSet/test-cancer"
+    assert index.member_of("DC50.1", url)
+    assert index.member_of("dc501", url)
+    assert not index.member_of("DC51", url)
+
+
 def test_prefix_families_can_be_replaced_by_configuration():
     families = {name: dict(systems) for name, systems in PREFIX_FAMILIES.items()}
     families["icd-10"]["http://example.org/my-icd"] = ""

@@ -1,0 +1,220 @@
+"""Every code of every ValueSet the rules read, in every documented system form and every place of a record: the
+feature that reads it, the rule actions it decides in each variant, and (for a subset) the CDS cards.
+
+What is generated from what (docs/proof-tests.md):
+- the ValueSets and the places come from the Library: each `memberOf()` names a ValueSet, the `%collection`
+  whose `where()` encloses it (activeConditions, conditions, observations …) and the element it tests;
+- the codes from each ValueSet's expansion, the system forms from docs/terminology.md (`records.forms`);
+- whether a place counts from the data contract (`records.SOURCE_PLACES`: resolved and entered-in-error
+  Conditions, stopped medications … do not count where the rule reads active ones);
+- the rule actions a code must fire: those of the variant's PlanDefinitions that answer the hook, carry a
+  rule id the ValueSet names in its `useContext`, and whose own condition asks `%X = true` of a feature X
+  that reads the code's feature and asks no `.empty()` (the reference patient lacks no fact); less the few
+  in `NOT_DECIDED_BY_THE_CODE`, which need more facts than the code (each with the reason).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from app.reasoning.features import evaluate_features, patient_context
+from app.reasoning.fhirpath import compile_expression, to_json
+from tests.cds.patients import TODAY
+from tests.proof import figures
+from tests.proof.model import Model, RuleAction, knowledge, model, variants
+from tests.proof.records import (
+    HOOK_OF_SOURCE,
+    SOURCE_PLACES,
+    applied_ids,
+    apply,
+    base_record,
+    build,
+    card_rules,
+    categories,
+    forms,
+    hook_body,
+)
+
+# (feature that reads the code, rule action id) -> why the code alone does not decide the action on the
+# reference patient 'clean' (4 weeks of pain, no treatment, every flag answered no, NRS 5)
+NOT_DECIDED_BY_THE_CODE = {
+    ("redFlagRf4Record", "referral-indication-rn3"): "RN3 from previous cancer also needs rest pain or weight loss",
+    ("basicTreatmentProcedures", "consider-specialist-referral"): "needs 6 weeks of treatment without improvement",
+    ("basicTreatmentProcedures", "mri-indicated-i2"): "needs 6 weeks of treatment without improvement",
+    ("basicTreatmentProcedures", "kva-gb021-missing"): "fires for physiotherapy codes other than KVÅ GB021 only",
+    ("sciaticaRecord", "referral-indication-rn1"): "needs > 6 weeks of severe pain not subsiding",
+    ("spinalStenosis", "referral-indication-rn4"): "needs > 12 weeks and dominant leg pain",
+    ("spinalStenosis", "referral-indication-rn7"): "needs radicular pain without improvement",
+    ("discHerniation", "referral-indication-rn7"): "needs radicular pain without improvement",
+    ("draftedLumbarMri", "mri-contraindicated"): "needs a contraindication to MRI",
+    ("draftedLumbarXray", "imaging-without-indication-skane"): "Skåne answers a plain X-ray with I4 instead",
+    ("draftedLumbarXray", "xray-fracture-question-ct"): "needs trauma (RF3)",
+    ("draftedOrthopaedicReferrals", "acute-signs-not-assessed"): "needs unknown acute signs; 'clean' answers them",
+    ("draftedSpecialistReferralNonAcute", "referral-before-adequate-period"): "needs basic treatment recorded",
+    ("draftedSpecialistReferralNonAcute", "referral-improvement-unknown"): "needs basic treatment recorded",
+    ("draftedSpecialistReferralNonAcute", "eight-weeks-primary-sector"): "needs basic treatment under 8 weeks",
+    ("draftedMuscleRelaxant", "muscle-relaxant-not-acute"): "needs pain of 6 weeks or more",
+    ("draftedTca", "antidepressant-radicular"): "needs radicular pain known",
+    ("draftedTca", "antidepressant-without-radicular-pain"): "needs radicular pain known",
+    ("draftedSnri", "antidepressant-radicular"): "needs radicular pain known",
+    ("draftedSnri", "antidepressant-without-radicular-pain"): "needs radicular pain known",
+}
+# the LBP codes decide scope (S1), which the reference patient has already: no action turns on them alone
+SCOPE_FEATURES = {"lbpConditions"}
+
+
+def expected_actions(m: Model, variant: str, feature: str, valueset: str, hook: str) -> list[RuleAction]:
+    """The rule actions of `variant` a code of `valueset` read by `feature` must fire for the reference patient."""
+    if feature in SCOPE_FEATURES:
+        return []
+    rules = m.valueset_rules(valueset)
+    readers = m.dependants(feature) - {"inScope"}
+    out = []
+    for action in m.actions_reading(variant, feature, hook):
+        if not set(action.rules) & rules or (feature, action.id) in NOT_DECIDED_BY_THE_CODE:
+            continue
+        own = action.conditions[-1]
+        if ".empty()" in own:  # asks for facts the record lacks; the reference patient has them
+            continue
+        if any(re.search(rf"%{name} = true\b", own) for name in readers):
+            out.append(action)
+    return out
+
+
+def positive(value: list) -> bool:
+    return bool(value) and value != [False]
+
+
+def _evaluate(kb, record, drafts, hook):
+    patient = next(r for r in record if r["resourceType"] == "Patient")
+    context = patient_context(record, subject=patient, today=TODAY, draft_orders=drafts,
+                              selections=drafts if hook == "order-sign" else [], terminology=kb.terminology)
+    return evaluate_features(kb, model().library, context)
+
+
+VALUESETS = model().valuesets_read()
+
+
+def test_the_library_reads_valuesets_from_places_the_contract_names():
+    m = model()
+    assert VALUESETS, "the Library reads no ValueSet"
+    unknown = sorted({r.source for r in m.reads} - set(SOURCE_PLACES))
+    assert unknown == [], f"the Library reads codes from collections the contract table does not cover: {unknown}"
+
+
+@pytest.mark.parametrize("valueset", VALUESETS, ids=[v.rsplit("/", 1)[-1] for v in VALUESETS])
+def test_every_code_in_every_form_and_place(valueset):
+    """Features and rule actions in process, for every code × form × place × variant."""
+    m, kb = model(), knowledge()
+    reads = [r for r in m.reads if r.valueset == valueset]
+    codes = categories(m.valueset(valueset))
+    assert codes, f"{valueset} lists no code"
+    base = base_record()
+    failures: list[str] = []
+    base_values: dict[str, dict] = {}
+    base_selected: dict[tuple[str, str], int] = {}
+    base_applied: dict[tuple[str, str], set[str]] = {}
+    for read in reads:
+        hook = HOOK_OF_SOURCE[read.source]
+        selection = compile_expression(read.selection, artifact="test", path=read.feature)
+        decided_by_sources = m.depends[read.feature] <= set(SOURCE_PLACES)
+        if hook not in base_values:
+            base_values[hook] = _evaluate(kb, base, [], hook).values()
+        base_selected[(hook, read.selection)] = len(to_json(_evaluate(kb, base, [], hook).evaluate(selection)))
+        expected = {v: expected_actions(m, v, read.feature, valueset, hook) for v in variants()}
+        for i, (system, code) in enumerate(codes):
+            all_forms = forms(system, code)
+            for place in SOURCE_PLACES[read.source]:
+                for n, (form, form_system, form_code) in enumerate(all_forms):
+                    resource = build(place, read.element, form_system, form_code, n)
+                    record, drafts = (base, [resource]) if read.source == "selections" else (base + [resource], [])
+                    where = f"{read.feature} {form_system}|{form_code} ({form}) in {place.name}"
+                    values = _evaluate(kb, record, drafts, hook)  # FeatureValues
+                    figures.count("codes: feature evaluations (code x form x place)")
+                    errors = [i.text for i in values.issues if i.severity in ("error", "fatal")]
+                    if errors:
+                        failures.append(f"{where}: evaluation error {errors[0][:300]}")
+                        continue
+                    # the where() of the memberOf() selects one item more than on the reference patient
+                    chosen = len(to_json(values.evaluate(selection))) > base_selected[(hook, read.selection)]
+                    if chosen != place.counts:
+                        failures.append(f"{where}: {read.source}.where(...) selects it: {chosen}, "
+                                        f"the contract says {place.counts}")
+                    if decided_by_sources:
+                        value = values.value(read.feature)
+                        if place.counts and not positive(value):
+                            failures.append(f"{where}: %{read.feature} = {value}, expected a positive value")
+                        if not place.counts and value != base_values[hook][read.feature]:
+                            failures.append(f"{where}: %{read.feature} = {value} changed by a place that "
+                                            "does not count")
+                    # the rule actions in every variant: every form of the first code, one form of the others
+                    if i > 0 and n != i % len(all_forms):
+                        continue
+                    for variant, spec in variants().items():
+                        care_plan, issues = apply(kb, spec["pathway"], record, hook, drafts)
+                        figures.count("codes: $apply per variant")
+                        errors = [i.text for i in issues if i.severity in ("error", "fatal")]
+                        if errors:
+                            failures.append(f"{where}, {variant}: $apply error {errors[0][:300]}")
+                            continue
+                        ids = applied_ids(care_plan)
+                        if (variant, hook) not in base_applied:
+                            base_applied[(variant, hook)] = applied_ids(apply(kb, spec["pathway"], base, hook)[0])
+                        for action in expected[variant]:
+                            if place.counts and action.id not in ids:
+                                failures.append(f"{where}, {variant}: rule action {action.id} "
+                                                f"({', '.join(action.rules)}) did not fire")
+                            if not place.counts and action.id in ids and action.id not in base_applied[
+                                    (variant, hook)]:
+                                failures.append(f"{where}, {variant}: rule action {action.id} fired for a place "
+                                                "the contract does not count")
+    assert not failures, f"{len(failures)} failure(s):\n" + "\n".join(failures[:40])
+
+
+def cds_cases() -> list[tuple[str, str, str, str]]:
+    """(valueset, feature, variant, place name): per memberOf(), the first code in a counting place, each variant."""
+    out = []
+    for read in model().reads:
+        for variant in variants():
+            out.append((read.valueset, read.feature, read.source, read.element, variant))
+    return sorted(set(out))
+
+
+CDS_CASES = cds_cases()
+
+
+@pytest.mark.parametrize(("valueset", "feature", "source", "element", "variant"), CDS_CASES,
+                         ids=[f"{c[1]}-{c[0].rsplit('/', 1)[-1]}-{c[3] or 'item'}-{c[4]}" for c in CDS_CASES])
+def test_cards_through_the_cds_service(cds, valueset, feature, source, element, variant):
+    """The first code of the ValueSet, in every documented form, through the CDS service: status 200 and a card
+    with the rule's indicator for every expected rule action; no card for it from a place that does not count."""
+    m = model()
+    hook = HOOK_OF_SOURCE[source]
+    system, code = categories(m.valueset(valueset))[0]
+    expected = expected_actions(m, variant, feature, valueset, hook)
+    base = base_record()
+    r = cds.post(f"/cds-services/lbp-{hook}-{variant}", hook_body(hook, base))
+    assert r.status_code == 200, r.get_json()
+    before = {(frozenset(card_rules(c)), c["indicator"]) for c in r.get_json()["cards"]}
+    failures = []
+    for n, (form, form_system, form_code) in enumerate(forms(system, code)):
+        for place in SOURCE_PLACES[source]:
+            resource = build(place, element, form_system, form_code, n)
+            record, drafts = (base, [resource]) if source == "selections" else (base + [resource], [])
+            r = cds.post(f"/cds-services/lbp-{hook}-{variant}", hook_body(hook, record, drafts))
+            figures.count("codes: CDS service calls")
+            where = f"{form_system}|{form_code} ({form}) in {place.name}"
+            if r.status_code != 200:
+                failures.append(f"{where}: status {r.status_code} {r.get_data(as_text=True)[:200]}")
+                continue
+            cards = {(frozenset(card_rules(c)), c["indicator"]) for c in r.get_json()["cards"]}
+            for action in expected:
+                card = (frozenset(action.rules), action.indicator)
+                if place.counts and card not in cards:
+                    failures.append(f"{where}: no {action.indicator} card for {action.id} ({', '.join(action.rules)})")
+                if not place.counts and card in cards and card not in before:
+                    failures.append(f"{where}: a {action.indicator} card for {action.id} from a place that "
+                                    "does not count")
+    assert not failures, "\n".join(failures)
