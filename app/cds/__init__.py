@@ -16,6 +16,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
 
+from app.auth.links import make_token
 from app.cds.auth import Unauthorized, Verifier, load_issuers
 from app.cds.registry import Registry
 from app.cds.tables import create_tables
@@ -153,10 +154,6 @@ class Links:
 
     def questionnaire(self, patient_id: str, canonical: str, language: str, variant: str) -> str | None:
         questionnaire_id = canonical.split("|", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-        try:
-            from app.web.links import make_token
-        except Exception:  # the patient pages are not installed in this deployment
-            return None
         try:
             token = make_token(patient_id, [questionnaire_id], lang=language, variant=variant)
         except Exception as exc:

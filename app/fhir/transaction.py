@@ -15,11 +15,11 @@ from flask import current_app, request
 
 from app import auth as access
 from app.errors import FHIRError
+from app.records import admit, after_write, conditional_ids
 from app.store.db import Stored, Transaction, instant, new_id
 from app.store.indexing import extract
 
 from .http import MAX_DEPTH, base_url, json_body
-from .write import after_write, conditional_ids, prepare
 
 METHOD_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
@@ -131,7 +131,7 @@ def _plan(entries: list[Entry], lookups: Lookups) -> None:
         if e.resource is not None and e.method in ("POST", "PUT"):
             resolver.rewrite(e.resource, e.where)
             if e.skip_with is None:
-                prepare(e.resource, expected_type=e.res_type, where=f"{e.where}.resource")
+                admit(e.resource, expected_type=e.res_type, where=f"{e.where}.resource")
                 e.index_rows = extract(e.resource)
 
 
@@ -375,7 +375,7 @@ def _batch(entries: list[Entry]) -> list[Entry]:
                 if e.resource is not None:
                     _ReferenceResolver({}, lookups).rewrite(e.resource, e.where)
                     if e.skip_with is None:
-                        prepare(e.resource, expected_type=e.res_type, where=f"{e.where}.resource")
+                        admit(e.resource, expected_type=e.res_type, where=f"{e.where}.resource")
                         e.index_rows = extract(e.resource)
             with lbp.store.transaction() as tx:
                 lookups.confirm(tx)

@@ -133,6 +133,15 @@ auth_keys = Table(
     Column("created", Float, nullable=False),
 )
 
+# The secret that signs patient links (app/auth/links.py) when none is configured, shared by every worker.
+web_secrets = Table(
+    "web_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+    Column("created", Float, nullable=False),
+)
+
 # Client assertion ids seen, until they expire (replay protection across workers).
 auth_jti = Table(
     "auth_jti",

@@ -14,13 +14,14 @@ from flask import current_app, g, redirect, render_template, request, url_for
 
 from app.auth import AuthError, audit, auth, note
 from app.auth.scopes import Scopes
+from app.auth.links import patient_link
 from app.auth.tokens import Principal
+from app.conventions import LANGUAGES, variant_codes
 from app.errors import FHIRError
 from app.store import search as engine
 
 from . import bp
 from .i18n import choose_language, texts, translated
-from .links import LANGUAGES, VARIANTS, patient_link
 from .svg import line_chart
 
 COOKIE = "lbp_clinician"
@@ -163,7 +164,7 @@ def read_record(patient_id: str) -> tuple[dict[str, Any] | None, list[dict[str, 
             continue
         value = f"Patient/{patient_id}"
         req = engine.parse(lbp.store, res_type, [(name, value), ("_count", str(MAX_RECORD))], strict=False)
-        result = engine.execute(lbp.store, req, resolve_valueset=lbp.knowledge.valueset_codes)
+        result = engine.execute(lbp.store, req, resolve_valueset=lbp.knowledge.valueset_matcher)
         resources.extend(s.resource() for s in result.matches)
     return patient, resources
 
@@ -369,8 +370,8 @@ def _pathway_start(status: dict[str, Any]) -> str | None:
 
 def _variant() -> str:
     variant = request.values.get("variant") or current_app.config.get("DEFAULT_VARIANT") or "se"
-    if variant not in VARIANTS:
-        raise NotAuthorized(400, f"Unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
+    if variant not in variant_codes():
+        raise NotAuthorized(400, f"Unknown variant {variant!r}; use one of {', '.join(variant_codes())}")
     return variant
 
 
@@ -392,7 +393,7 @@ def _render_pathway(patient_id: str, *, link: str | None = None, link_error: str
     if view is None:
         return render_template("clinician_refused.html", ui=texts("ui", lang), clin=clin, lang=lang,
                                title=clin["not_found"], message=clin["not_found"], status=404, next=None), 404
-    return render_template("clinician.html", ui=texts("ui", lang), clin=clin, lang=lang, v=view, variants=VARIANTS,
+    return render_template("clinician.html", ui=texts("ui", lang), clin=clin, lang=lang, v=view, variants=variant_codes(),
                            languages=LANGUAGES, title=clin["title"], link=link, link_error=link_error,
                            patient_id=patient_id, wide=True)
 

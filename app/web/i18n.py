@@ -9,11 +9,10 @@ from typing import Any
 import orjson
 from flask import request
 
-from .links import LANGUAGES
+from app.conventions import LANGUAGES, variants
 
 CONTENT = Path(__file__).resolve().parent / "content"
 TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation"
-VARIANT_LANGUAGE = {"se": "sv", "skane": "sv", "midtjylland": "da"}
 
 
 @functools.cache
@@ -33,7 +32,8 @@ def choose_language(*preferred: str | None, variant: str | None = None) -> str:
         best = None
     if best:
         return best
-    return VARIANT_LANGUAGE.get(variant or "", "en")
+    known = variants().get(variant or "")
+    return known.language if known is not None else "en"
 
 
 def translated(element: Mapping[str, Any] | None, key: str, lang: str, primary: str | None) -> str | None:

@@ -7,13 +7,15 @@ from typing import Any
 
 from flask import abort, current_app, jsonify, redirect, render_template, request, url_for
 
+from app.auth.links import IDENTIFIER_SYSTEM, LinkError, PatientLink, read_token
+from app.conventions import variant_codes
 from app.errors import FHIRError
+from app.records import conditional_ids, submit_response
 from app.store.db import instant
 
 from . import bp
 from .forms import Form, Values, build_form, issue_link_id, parse_form, required_missing
 from .i18n import choose_language, texts
-from .links import IDENTIFIER_SYSTEM, VARIANTS, LinkError, PatientLink, read_token
 
 BASE = "https://lbp-pathway.org/fhir"
 PRIMARY_SECTOR_WEEKS = 8  # T5 (DK): eight weeks in the primary sector
@@ -44,8 +46,6 @@ def _language(link: PatientLink) -> str:
 
 
 def answered(link: PatientLink, questionnaire_id: str) -> bool:
-    from app.fhir.write import conditional_ids
-
     query = f"identifier={IDENTIFIER_SYSTEM}|{link.identifier_value(questionnaire_id)}"
     return bool(conditional_ids("QuestionnaireResponse", query))
 
@@ -222,12 +222,10 @@ def submit(token: str, questionnaire_id: str):
     errors = _field_errors(form, parsed, ui, pre_issues)
     if errors:
         return _page(link, token, questionnaire_id, form, values, errors, 422)
-    from app.fhir.qr import submit as store_response
-
     response = build_response(link, resource, questionnaire_id, parsed.response_items)
     query = f"identifier={IDENTIFIER_SYSTEM}|{link.identifier_value(questionnaire_id)}"
     try:
-        result = store_response(response, if_none_exist=query)
+        result = submit_response(response, if_none_exist=query)
     except FHIRError as err:
         issues = [i.to_fhir() for i in err.issues]
         errors = _field_errors(form, parsed, ui, issues)
@@ -324,7 +322,7 @@ def calendar(start: date, today: date, weeks: int = PRIMARY_SECTOR_WEEKS) -> dic
 
 @bp.get("/info/<variant>")
 def info(variant: str):
-    if variant not in VARIANTS:
+    if variant not in variant_codes():
         abort(404)
     lang = choose_language(request.args.get("lang"), variant=variant)
     return _info_page(variant, lang, request.args.get("start"))
