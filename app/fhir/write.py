@@ -5,8 +5,6 @@ is decided by `app.records` (the gate every write passes, from every entry point
 """
 from __future__ import annotations
 
-from typing import Any
-
 from flask import current_app, request
 
 from app.errors import FHIRError, Issue
@@ -20,7 +18,6 @@ from .http import (
     json_body,
     resource_response,
 )
-
 
 # ------------------------------------------------------------------ interactions
 

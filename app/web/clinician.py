@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 from flask import current_app, g, redirect, render_template, request, url_for
 
 from app.auth import AuthError, audit, auth, note
-from app.auth.scopes import Scopes
 from app.auth.links import patient_link
+from app.auth.scopes import Scopes
 from app.auth.tokens import Principal
 from app.conventions import LANGUAGES, variant_codes
 from app.errors import FHIRError
