@@ -45,9 +45,9 @@ class LBP:
         self.store = Store(app.config["DATABASE_URL"])
         self.resource_types = R4_RESOURCE_TYPES
         self.knowledge = Knowledge(self.store)
-        from app.auth import Auth
+        from app.auth import Auth, ClientJWTVerifier, ReplayCache
 
-        self.auth = Auth(app, self.store)
+        self.auth = Auth(app, self.store, ClientJWTVerifier(ReplayCache(self.store)))
         from app.auth.audit import AuditWriter
 
         self.audit = AuditWriter(self.store)

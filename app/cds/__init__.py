@@ -60,8 +60,9 @@ class CDSState:
         config = app.config
         self.registry = Registry(Path(config["CDS_HOOKS_DIR"]))
         self.issuers = load_issuers(config.get("CDS_TRUSTED_ISSUERS"), config.get("CDS_TRUSTED_ISSUERS_FILE"))
-        store = app.extensions["lbp"].store
-        self.verifier = Verifier(store, self.issuers, timeout=float(config["CDS_FETCH_TIMEOUT"]))
+        lbp = app.extensions["lbp"]
+        store = lbp.store
+        self.verifier = Verifier(lbp.auth.client_jwt, self.issuers, timeout=float(config["CDS_FETCH_TIMEOUT"]))
         from app.cds.service import CardLog
 
         self.card_log = CardLog(store)

@@ -142,11 +142,12 @@ web_secrets = Table(
     Column("created", Float, nullable=False),
 )
 
-# Client assertion ids seen, until they expire (replay protection across workers).
-auth_jti = Table(
-    "auth_jti",
+# The jti of every client JWT accepted (SMART client assertions and CDS Hooks calls alike), until it
+# expires: one replay check shared by all gunicorn workers (app/auth/client_jwt.py).
+client_jti = Table(
+    "client_jti",
     metadata,
-    Column("jti", String(255), primary_key=True),
-    Column("client_id", String(255), nullable=False),
+    Column("key", String(300), primary_key=True),  # sha256(iss)[:32] + ":" + jti
     Column("expires", Float, nullable=False),
 )
+Index("ix_client_jti_expires", client_jti.c.expires)
