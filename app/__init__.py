@@ -89,8 +89,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(smart_bp)
     from app.web import bp as web_bp
     app.register_blueprint(web_bp)
-    from app.cds import bp as cds_bp
-    app.register_blueprint(cds_bp)
+    from app.cds import init_app as init_cds
+
+    init_cds(app)
     register_error_handlers(app)
 
     @app.get("/healthz")

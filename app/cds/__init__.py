@@ -173,9 +173,8 @@ def state() -> CDSState:
     return current_app.extensions["lbp_cds"]
 
 
-@bp.record_once
-def _setup(setup_state) -> None:
-    app = setup_state.app
+def init_app(app: Any) -> None:
+    """Wire the CDS service into an application (called by create_app): configuration, tables, state, routes."""
     for key, value in CONFIG_DEFAULTS.items():
         app.config.setdefault(key, value)
     create_tables(app.extensions["lbp"].store.engine)
@@ -185,6 +184,7 @@ def _setup(setup_state) -> None:
                     "cards and may post feedback. Development only.")
     if app.config["CDS_BENCH_FLOOR"]:
         log.warning("CDS bench floor route /cds-services/_floor is enabled (LBP_CDS_BENCH_FLOOR)")
+    app.register_blueprint(bp)
 
 
 # ------------------------------------------------------------------ security and CORS
