@@ -45,9 +45,9 @@ class LBP:
         self.store = Store(app.config["DATABASE_URL"])
         self.resource_types = R4_RESOURCE_TYPES
         self.knowledge = Knowledge(self.store)
-        from app.auth import Auth
+        from app.auth import Auth, ClientJWTVerifier, ReplayCache
 
-        self.auth = Auth(app, self.store)
+        self.auth = Auth(app, self.store, ClientJWTVerifier(ReplayCache(self.store)))
         from app.auth.audit import AuditWriter
 
         self.audit = AuditWriter(self.store)
@@ -89,8 +89,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(smart_bp)
     from app.web import bp as web_bp
     app.register_blueprint(web_bp)
-    from app.cds import bp as cds_bp
-    app.register_blueprint(cds_bp)
+    from app.cds import init_app as init_cds
+
+    init_cds(app)
     register_error_handlers(app)
 
     @app.get("/healthz")

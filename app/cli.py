@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 
 from app import ROOT
+from app.conventions import variants
 
 
 def _app(**config):
@@ -252,11 +253,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ export
 
-VARIANT_PATHWAYS = {
-    "se": "https://lbp-pathway.org/fhir/PlanDefinition/lbp-pathway-se",
-    "skane": "https://lbp-pathway.org/fhir/PlanDefinition/lbp-pathway-skane",
-    "midtjylland": "https://lbp-pathway.org/fhir/PlanDefinition/lbp-pathway-midtjylland",
-}
+VARIANT_PATHWAYS = {code: variant.pathway for code, variant in variants().items()}
 
 
 def export_bundle(app, variant: str | None = None) -> dict:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import bz2
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
-
-import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

@@ -15,6 +15,7 @@ from flask import Flask, current_app, g, request
 from app.errors import FHIRError
 from app.store.db import KNOWLEDGE_TYPES
 
+from .client_jwt import ClientJWTVerifier, ReplayCache
 from .clients import ClientRegistry
 from .scopes import PERMISSION, Scopes
 from .tokens import AuthError, Principal, TokenService
@@ -35,11 +36,13 @@ class AuditNote:
 
 
 class Auth:
-    def __init__(self, app: Flask, store: Any):
+    def __init__(self, app: Flask, store: Any, client_jwt: ClientJWTVerifier):
         self.disabled = bool(app.config["AUTH_DISABLED"])
         self.public_knowledge = bool(app.config["PUBLIC_KNOWLEDGE"])
         self.clients = ClientRegistry(app.config["CLIENTS_FILE"])
-        self.tokens = TokenService(store, self.clients, issuer=app.config.get("AUTH_ISSUER") or "lbp-pathway")
+        self.client_jwt = client_jwt  # SMART client assertions and CDS Hooks calls share it
+        self.tokens = TokenService(store, self.clients, issuer=app.config.get("AUTH_ISSUER") or "lbp-pathway",
+                                   verifier=client_jwt)
         if self.disabled:
             log.warning("AUTHENTICATION IS DISABLED (LBP_AUTH_DISABLED=true): anyone can read and write "
                         "patient data. Development only.")
@@ -117,4 +120,5 @@ def client_id() -> str:
     return "anonymous (authentication disabled)" if auth().disabled else "anonymous"
 
 
-__all__ = ["Auth", "AuthError", "allowed", "authenticate", "note", "require", "require_interaction"]
+__all__ = ["Auth", "AuthError", "ClientJWTVerifier", "ReplayCache", "allowed", "authenticate", "note", "require",
+           "require_interaction"]

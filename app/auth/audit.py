@@ -15,6 +15,7 @@ import base64
 import logging
 import threading
 import time
+from typing import Any
 
 from flask import Response, current_app, g, request
 
@@ -53,7 +54,7 @@ def record(response: Response) -> None:
         "source": {"observer": {"display": "lbp-pathway FHIR server"},
                    "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4"}]},
     }
-    entities = []
+    entities: list[dict[str, Any]] = []
     seen = set()
     for ref in n.entities[:MAX_ENTITIES]:
         if ref not in seen:

@@ -4,15 +4,12 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jwt
-import requests
+from .client_jwt import JWKSCache, JWTRefused, jwk_key
 
-JWKS_CACHE_SECONDS = 300
 _KTY = {"ES384": "EC", "RS384": "RSA"}
 
 
@@ -22,36 +19,24 @@ class Client:
     scope: str
     jwks: dict[str, Any] | None = None
     jwks_uri: str | None = None
-    _fetched: tuple[float, dict[str, Any]] | None = field(default=None, repr=False)
 
-    def _keys(self, refresh: bool = False) -> list[dict[str, Any]]:
+    def key_for(self, kid: str | None, alg: str, jwks: JWKSCache) -> Any:
+        """The registered key for `kid` (any, when the assertion names none) that suits `alg`, or None."""
+
+        def suits(jwk: dict[str, Any]) -> bool:
+            return ((kid is None or jwk.get("kid") == kid) and jwk.get("kty") == _KTY.get(alg)
+                    and jwk.get("alg", alg) == alg)
+
         if self.jwks is not None:
-            return list(self.jwks.get("keys") or [])
-        if not self.jwks_uri:
-            return []
-        now = time.time()
-        if refresh or self._fetched is None or now - self._fetched[0] > JWKS_CACHE_SECONDS:
+            found = next((k for k in self.jwks.get("keys") or [] if suits(k)), None)
+        elif self.jwks_uri:
             try:
-                r = requests.get(self.jwks_uri, timeout=3)
-                r.raise_for_status()
-                self._fetched = (now, r.json())
-            except (requests.RequestException, ValueError):
-                if self._fetched is None:
-                    return []
-        assert self._fetched is not None
-        return list(self._fetched[1].get("keys") or [])
-
-    def key_for(self, kid: str | None, alg: str) -> Any:
-        for refresh in (False, True):  # an unknown kid refreshes a JWKS URL once
-            for jwk in self._keys(refresh):
-                if kid is not None and jwk.get("kid") != kid:
-                    continue
-                if jwk.get("kty") != _KTY.get(alg) or jwk.get("alg", alg) != alg:
-                    continue
-                return jwt.PyJWK(jwk, algorithm=alg).key
-            if self.jwks is not None:
-                break
-        return None
+                found = jwks.find(self.jwks_uri, suits)  # an unknown kid refetches the JWKS once
+            except JWTRefused:
+                found = None
+        else:
+            found = None
+        return jwk_key(found, alg) if found is not None else None
 
 
 class ClientRegistry:

@@ -14,20 +14,20 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import delete, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from app.store import schema
 from app.store.db import Store
 
+from .client_jwt import ALGORITHMS, ClientJWTVerifier, JWKSCache, JWTRefused, ReplayCache
 from .clients import ClientRegistry
 from .scopes import granted
 
-ASSERTION_ALGORITHMS = ("ES384", "RS384")
+ASSERTION_ALGORITHMS = ALGORITHMS
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-MAX_ASSERTION_LIFETIME = 300
 ACCESS_TOKEN_SECONDS = 300
-LEEWAY = 30
+JWKS_CACHE_SECONDS = 300.0
 
 
 class AuthError(Exception):
@@ -48,10 +48,13 @@ class Principal:
 
 
 class TokenService:
-    def __init__(self, store: Store, clients: ClientRegistry, issuer: str):
+    def __init__(self, store: Store, clients: ClientRegistry, issuer: str,
+                 verifier: ClientJWTVerifier | None = None):
         self.store = store
         self.clients = clients
         self.issuer = issuer
+        self.verifier = verifier or ClientJWTVerifier(ReplayCache(store))
+        self.jwks_cache = JWKSCache(timeout=3.0, ttl=JWKS_CACHE_SECONDS)
         self._key: ec.EllipticCurvePrivateKey | None = None
         self._kid = ""
         self._verified: dict[str, Principal] = {}
@@ -109,44 +112,26 @@ class TokenService:
         )
 
     def verify_assertion(self, assertion: str, token_url: str) -> str:
+        """The client_id of a valid client assertion; AuthError(invalid_client, 401) otherwise."""
         try:
-            header = jwt.get_unverified_header(assertion)
-            unverified = jwt.decode(assertion, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            raise AuthError("invalid_client", "client_assertion is not a JWT", 401) from None
-        alg = header.get("alg")
-        if alg not in ASSERTION_ALGORITHMS:
-            raise AuthError("invalid_client", f"alg {alg} is not accepted; use ES384 or RS384", 401)
-        client_id = unverified.get("iss")
-        if not isinstance(client_id, str) or unverified.get("sub") != client_id:
-            raise AuthError("invalid_client", "iss and sub must both be the client_id", 401)
+            claims = self.verifier.verify(assertion, find_key=self._client_key, audience=token_url,
+                                          require=("iss", "sub", "aud", "exp", "jti"))
+        except JWTRefused as exc:
+            raise AuthError("invalid_client", f"client_assertion: {exc}", 401) from None
+        return str(claims["iss"])
+
+    def _client_key(self, unverified: dict[str, Any], header: dict[str, Any], alg: str) -> Any:
+        """SMART's own checks: sub is the client_id too, the client is registered, a registered key matches."""
+        client_id = unverified["iss"]
+        if unverified.get("sub") != client_id:
+            raise JWTRefused("iss and sub must both be the client_id")
         client = self.clients.get(client_id)
         if client is None:
-            raise AuthError("invalid_client", "unknown client", 401)
-        key = client.key_for(header.get("kid"), alg)
+            raise JWTRefused("unknown client")
+        key = client.key_for(header.get("kid"), alg, self.jwks_cache)
         if key is None:
-            raise AuthError("invalid_client", "no registered key matches kid and alg", 401)
-        try:
-            claims = jwt.decode(
-                assertion, key, algorithms=[alg], audience=token_url, issuer=client_id, leeway=LEEWAY,
-                options={"require": ["iss", "sub", "aud", "exp", "jti"]},
-            )
-        except jwt.PyJWTError as exc:
-            raise AuthError("invalid_client", f"client_assertion rejected: {type(exc).__name__}", 401) from None
-        now = time.time()
-        if claims["exp"] > now + MAX_ASSERTION_LIFETIME + LEEWAY:
-            raise AuthError("invalid_client", "client_assertion exp is more than 5 minutes ahead", 401)
-        self._remember_jti(str(claims["jti"]), client_id, float(claims["exp"]))
-        return client_id
-
-    def _remember_jti(self, jti: str, client_id: str, expires: float) -> None:
-        j = schema.auth_jti.c
-        try:
-            with self.store.transaction() as tx:
-                tx.conn.execute(delete(schema.auth_jti).where(j.expires < time.time() - LEEWAY))
-                tx.conn.execute(insert(schema.auth_jti).values(jti=jti, client_id=client_id, expires=expires))
-        except IntegrityError:
-            raise AuthError("invalid_client", "client_assertion jti was already used", 401) from None
+            raise JWTRefused("no registered key matches kid and alg")
+        return key
 
     # ------------------------------------------------------------ bearer tokens
     def principal(self, token: str) -> Principal:

@@ -16,9 +16,11 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
 
+from app.auth.links import make_token
 from app.cds.auth import Unauthorized, Verifier, load_issuers
 from app.cds.registry import Registry
 from app.cds.tables import create_tables
+from app.conventions import RULES_SYSTEM
 from app.errors import FHIRError
 
 log = logging.getLogger("lbp.cds")
@@ -60,8 +62,9 @@ class CDSState:
         config = app.config
         self.registry = Registry(Path(config["CDS_HOOKS_DIR"]))
         self.issuers = load_issuers(config.get("CDS_TRUSTED_ISSUERS"), config.get("CDS_TRUSTED_ISSUERS_FILE"))
-        store = app.extensions["lbp"].store
-        self.verifier = Verifier(store, self.issuers, timeout=float(config["CDS_FETCH_TIMEOUT"]))
+        lbp = app.extensions["lbp"]
+        store = lbp.store
+        self.verifier = Verifier(lbp.auth.client_jwt, self.issuers, timeout=float(config["CDS_FETCH_TIMEOUT"]))
         from app.cds.service import CardLog
 
         self.card_log = CardLog(store)
@@ -88,7 +91,7 @@ class CDSState:
         if hit is not None and hit[0] is kb:
             return hit[1]
         out: dict[str, str] = {}
-        cs = kb.resolve("https://lbp-pathway.org/fhir/CodeSystem/lbp-rules", "CodeSystem") if kb else None
+        cs = kb.resolve(RULES_SYSTEM, "CodeSystem") if kb else None
         for concept in (cs or {}).get("concept", []) or []:
             display = concept.get("display", "")
             for d in concept.get("designation", []) or []:
@@ -155,10 +158,6 @@ class Links:
     def questionnaire(self, patient_id: str, canonical: str, language: str, variant: str) -> str | None:
         questionnaire_id = canonical.split("|", 1)[0].rstrip("/").rsplit("/", 1)[-1]
         try:
-            from app.web.links import make_token
-        except Exception:  # the patient pages are not installed in this deployment
-            return None
-        try:
             token = make_token(patient_id, [questionnaire_id], lang=language, variant=variant)
         except Exception as exc:
             log.warning("questionnaire link not made: %s", type(exc).__name__)
@@ -176,9 +175,8 @@ def state() -> CDSState:
     return current_app.extensions["lbp_cds"]
 
 
-@bp.record_once
-def _setup(setup_state) -> None:
-    app = setup_state.app
+def init_app(app: Any) -> None:
+    """Wire the CDS service into an application (called by create_app): configuration, tables, state, routes."""
     for key, value in CONFIG_DEFAULTS.items():
         app.config.setdefault(key, value)
     create_tables(app.extensions["lbp"].store.engine)
@@ -188,6 +186,7 @@ def _setup(setup_state) -> None:
                     "cards and may post feedback. Development only.")
     if app.config["CDS_BENCH_FLOOR"]:
         log.warning("CDS bench floor route /cds-services/_floor is enabled (LBP_CDS_BENCH_FLOOR)")
+    app.register_blueprint(bp)
 
 
 # ------------------------------------------------------------------ security and CORS

@@ -23,10 +23,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.translation import translated
+
 log = logging.getLogger("lbp.cds")
 
 RULES = "https://lbp-pathway.org/fhir/CodeSystem/lbp-rules"
-TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation"
 CITATION_EN = "https://lbp-pathway.org/fhir/StructureDefinition/citation-en"
 OVERRIDE_REASON = "https://lbp-pathway.org/fhir/StructureDefinition/override-reason"
 RULES_EXTENSION = "org.lbp-pathway.rules"  # further contributing rule ids (Codings), see docs/cds-hooks.md
@@ -59,18 +60,7 @@ class CardContext:
 
 
 def text(element: Mapping[str, Any], key: str, language: str, primary: str | None) -> str | None:
-    value = element.get(key)
-    if value is None:
-        return None
-    if primary is not None and primary == language:
-        return value
-    for ext in (element.get(f"_{key}") or {}).get("extension", []) or []:
-        if ext.get("url") != TRANSLATION:
-            continue
-        parts = {e.get("url"): e for e in ext.get("extension", []) or []}
-        if (parts.get("lang") or {}).get("valueCode") == language:
-            return (parts.get("content") or {}).get("valueString") or value
-    return value
+    return translated(element, key, language, primary) if element.get(key) is not None else None
 
 
 def rule_codes(action: Mapping[str, Any]) -> list[str]:

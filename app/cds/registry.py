@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.conventions import Variant, parse_variants
+
 log = logging.getLogger("lbp.cds")
 HOOKS = ("patient-view", "order-select", "order-sign")
 VARIANT_EXTENSION = "org.lbp-pathway.variant"
@@ -30,14 +32,6 @@ class Descriptor:
     title: dict[str, str]  # language -> text
     description: dict[str, str]
     usage: str | None
-
-
-@dataclass(frozen=True)
-class Variant:
-    code: str
-    pathway: str  # canonical of the clinical-protocol PlanDefinition
-    language: str
-    label: str
 
 
 @dataclass(frozen=True)
@@ -63,8 +57,7 @@ def load_descriptors(directory: Path) -> tuple[dict[str, Descriptor], dict[str, 
     for path in sorted(directory.glob("*.json")):
         raw = json.loads(path.read_text(encoding="utf-8"))
         if "variants" in raw:
-            for code, v in raw["variants"].items():
-                variants[code] = Variant(code, v["pathway"], v.get("language", "sv"), v.get("label", code))
+            variants.update(parse_variants(raw))
         elif raw.get("hook"):
             descriptors[raw["hook"]] = Descriptor(
                 hook=raw["hook"],

@@ -1,18 +1,12 @@
-"""The CDS service's own tables (SQLAlchemy Core on the store's metadata): JWT replay cache, issued cards, feedback."""
+"""The CDS service's own tables (SQLAlchemy Core on the store's metadata): issued cards and feedback.
+
+The replay cache of client JWTs is the one all flows share (`app.store.schema.client_jti`).
+"""
 from __future__ import annotations
 
 from sqlalchemy import Column, Float, Index, Integer, String, Table, Text
 
 from app.store.schema import metadata
-
-# jti of every CDS client JWT accepted, until it expires: shared by all gunicorn workers (replay check).
-cds_jti = Table(
-    "cds_jti",
-    metadata,
-    Column("key", String(300), primary_key=True),  # sha256(iss) + ":" + jti
-    Column("expires", Float, nullable=False),
-)
-Index("ix_cds_jti_expires", cds_jti.c.expires)
 
 # What each card said, so that feedback (which names only the card uuid) can be queried by rule and indicator.
 cds_card = Table(
@@ -47,7 +41,7 @@ cds_feedback = Table(
 Index("ux_cds_feedback_once", cds_feedback.c.card, cds_feedback.c.outcome, cds_feedback.c.outcome_timestamp,
       unique=True)
 
-TABLES = [cds_jti, cds_card, cds_feedback]
+TABLES = [cds_card, cds_feedback]
 
 
 def create_tables(engine) -> None:

@@ -32,7 +32,7 @@ def search(res_type: str):
 def search_bundle(res_type: str, items: list[tuple[str, str]]):
     lbp = current_app.extensions["lbp"]
     req = engine.parse(lbp.store, res_type, items, strict=strict_handling())
-    result = engine.execute(lbp.store, req, resolve_valueset=lbp.knowledge.valueset_codes)
+    result = engine.execute(lbp.store, req, resolve_valueset=lbp.knowledge.valueset_matcher)
     base = base_url()
     entries = []
     # _include/_revinclude return only what the token may read; the rest is left out, not leaked

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from app.errors import FHIRError
+from app.records import admit, upsert_all
 
 log = logging.getLogger("lbp")
 
@@ -39,8 +40,6 @@ def load_directories(lbp: Any, dirs: list[str], *, validate: bool = True) -> Loa
     """Upsert every artifact whose content changed; an invalid file is reported and skipped."""
     from flask import current_app
 
-    from app.fhir.write import prepare
-
     report = LoadReport()
     ready: list[dict] = []
     with current_app.app_context() if _has_app() else _app_context(lbp):
@@ -58,17 +57,14 @@ def load_directories(lbp: Any, dirs: list[str], *, validate: bool = True) -> Loa
                 report.unchanged += 1
                 continue
             try:
-                prepare(resource, require_id=True, validate=validate)
+                admit(resource, require_id=True, validate=validate)
             except FHIRError as err:
                 where = "; ".join(f"{i.text} at {', '.join(i.expression)}" for i in err.issues[:3])
                 report.failures.append(f"{path.name}: {where}")
                 continue
             ready.append(resource)
         if ready:
-            with lbp.store.transaction() as tx:
-                for resource in ready:
-                    tx.update(resource)
-            report.loaded = len(ready)
+            report.loaded = len(upsert_all(ready))
         lbp.knowledge.refresh(force=True)
     return report
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from app.store.db import KNOWLEDGE_TYPES, Store
@@ -59,23 +60,23 @@ class Knowledge:
         self.refresh()
         return self._by_url.get(canonical) or self._by_url.get(canonical.split("|", 1)[0])
 
-    def valueset_codes(self, url: str) -> list[tuple[str | None, str]] | None:
-        """(system, code) pairs of a stored ValueSet's expansion, for the `:in` search modifier."""
-        vs = self.resolve(url)
-        if vs is None or vs.get("resourceType") != "ValueSet":
+    def valueset_matcher(self, url: str) -> Callable[[str | None, str], bool] | None:
+        """Membership in a ValueSet for the `:in` / `:not-in` search modifiers, or None when it is not known.
+
+        The same TerminologyIndex that answers memberOf(), $expand and $validate-code: one semantics
+        (prefix families such as ICD-10 `M54.5` covering `M54.50`, hierarchies, filters) for search and rules.
+        """
+        kb = self.base
+        if kb is None:
             return None
-        pairs: list[tuple[str | None, str]] = []
-        stack = list((vs.get("expansion") or {}).get("contains") or [])
-        while stack:
-            c = stack.pop()
-            if c.get("code"):
-                pairs.append((c.get("system"), c["code"]))
-            stack.extend(c.get("contains") or [])
-        if not pairs:
-            for inc in (vs.get("compose") or {}).get("include") or []:
-                for concept in inc.get("concept") or []:
-                    pairs.append((inc.get("system"), concept["code"]))
-        return pairs
+        terminology = kb.terminology
+        if not terminology.has_valueset(url) and url.split("|", 1)[0] not in terminology.problems:
+            return None  # a ValueSet that is stored but unusable answers with the index's own error
+
+        def member(system: str | None, code: str) -> bool:
+            return bool(terminology.contains(url, system, code))
+
+        return member
 
     def check(self, resource: dict) -> None:
         """Raise FHIRError when an artifact cannot be used (e.g. an expression that does not compile)."""

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -447,6 +447,17 @@ def _condition_holds(condition: Mapping[str, Any], answers: list[dict[str, Any]]
     return False
 
 
+def enable_when_holds(
+    conditions: Sequence[Mapping[str, Any]], behavior: str | None, answers: Mapping[str, list[dict[str, Any]]]
+) -> bool:
+    """R4 enableWhen of one item over the answers by linkId: the one implementation, for scoring, response
+    validation and the patient pages' forms (a Coding compares its system when both sides name one)."""
+    if not conditions:
+        return True
+    results = [_condition_holds(c, answers.get(c.get("question", ""), [])) for c in conditions]
+    return any(results) if behavior == "any" else all(results)
+
+
 class _Enablement:
     """enableWhen / enableWhenExpression over one response (R4 semantics; R5's clarified `!=`)."""
 
@@ -478,11 +489,7 @@ class _Enablement:
                     )
                 )
                 return True
-        conditions = item.get("enableWhen") or []
-        if not conditions:
-            return True
-        results = [_condition_holds(c, self.answers.get(c.get("question", ""), [])) for c in conditions]
-        return any(results) if item.get("enableBehavior") == "any" else all(results)
+        return enable_when_holds(item.get("enableWhen") or [], item.get("enableBehavior"), self.answers)
 
 
 def _number_limit(item: Mapping[str, Any], url: str) -> Any:

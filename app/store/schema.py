@@ -133,11 +133,21 @@ auth_keys = Table(
     Column("created", Float, nullable=False),
 )
 
-# Client assertion ids seen, until they expire (replay protection across workers).
-auth_jti = Table(
-    "auth_jti",
+# The secret that signs patient links (app/auth/links.py) when none is configured, shared by every worker.
+web_secrets = Table(
+    "web_secrets",
     metadata,
-    Column("jti", String(255), primary_key=True),
-    Column("client_id", String(255), nullable=False),
+    Column("name", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+    Column("created", Float, nullable=False),
+)
+
+# The jti of every client JWT accepted (SMART client assertions and CDS Hooks calls alike), until it
+# expires: one replay check shared by all gunicorn workers (app/auth/client_jwt.py).
+client_jti = Table(
+    "client_jti",
+    metadata,
+    Column("key", String(300), primary_key=True),  # sha256(iss)[:32] + ":" + jti
     Column("expires", Float, nullable=False),
 )
+Index("ix_client_jti_expires", client_jti.c.expires)

@@ -38,7 +38,10 @@ SUPPORTED_MODIFIERS = {
 }
 _NUM_RE = re.compile(r"^[+-]?\d+(\.\d+)?([eE][+-]?\d+)?$")
 
-ValueSetResolver = Callable[[str], "list[tuple[str | None, str]] | None"]
+# (system, code) -> member of the ValueSet? The search asks it about the codes actually indexed, so that `:in`
+# has the terminology's semantics (prefix families, hierarchies, filters) rather than a list of pairs.
+CodeMatcher = Callable[["str | None", str], bool]
+ValueSetResolver = Callable[[str], "CodeMatcher | None"]
 
 
 @dataclass
@@ -272,8 +275,31 @@ def _token_match(table, value: str) -> ColumnElement:
     return table.c.code == value
 
 
+def _valueset_members(
+    conn: Connection, table, res_type: str, c: Criterion, resolve_valueset: ValueSetResolver | None, expr: str
+) -> ColumnElement:
+    """`:in` / `:not-in`: the indexed codes of this parameter that are members of any of the ValueSets."""
+    matchers: list[CodeMatcher] = []
+    for url in c.values:
+        matcher = resolve_valueset(url) if resolve_valueset else None
+        if matcher is None:
+            raise FHIRError("not-found", f"ValueSet '{url}' is not known to this server", expr)
+        matchers.append(matcher)
+    indexed = conn.execute(
+        select(table.c.system, table.c.code).distinct().where(table.c.res_type == res_type, table.c.param == c.name)
+    ).all()
+    by_system: dict[str | None, list[str]] = {}
+    for system, code in indexed:
+        if code is not None and any(m(system, code) for m in matchers):
+            by_system.setdefault(system, []).append(code)
+    if not by_system:
+        return false()
+    return or_(*[and_(table.c.system.is_(None) if system is None else table.c.system == system,
+                      table.c.code.in_(codes)) for system, codes in by_system.items()])
+
+
 def _criterion_subquery(
-    store: Store, res_type: str, c: Criterion, resolve_valueset: ValueSetResolver | None
+    store: Store, conn: Connection, res_type: str, c: Criterion, resolve_valueset: ValueSetResolver | None
 ) -> tuple[ColumnElement, bool]:
     """-> (rid IN-able select, negate)."""
     sp = c.param
@@ -289,15 +315,7 @@ def _criterion_subquery(
     negate = False
     if sp.type == "token":
         if c.modifier in ("in", "not-in"):
-            pairs: list[tuple[str | None, str]] = []
-            for url in c.values:
-                codes = resolve_valueset(url) if resolve_valueset else None
-                if codes is None:
-                    raise FHIRError("not-found", f"ValueSet '{url}' is not known to this server", expr)
-                pairs.extend(codes)
-            conds.append(
-                or_(*[and_(table.c.system == s, table.c.code == code) for s, code in pairs]) if pairs else false()
-            )
+            conds.append(_valueset_members(conn, table, res_type, c, resolve_valueset, expr))
             negate = c.modifier == "not-in"
         else:
             conds.extend(_token_match(table, v) for v in c.values)
@@ -357,7 +375,9 @@ def _reference_cond(table, value: str, type_mod: str | None, sp: SearchParam) ->
     return or_(table.c.url == value, table.c.url.startswith(value.split("|", 1)[0] + "|", autoescape=True))
 
 
-def _where(store: Store, req: SearchRequest, resolve_valueset: ValueSetResolver | None) -> list[ColumnElement]:
+def _where(
+    store: Store, conn: Connection, req: SearchRequest, resolve_valueset: ValueSetResolver | None
+) -> list[ColumnElement]:
     r = schema.resources.c
     conds: list[ColumnElement] = [r.res_type == req.res_type, r.deleted.is_(False)]
     for c in req.criteria:
@@ -366,7 +386,7 @@ def _where(store: Store, req: SearchRequest, resolve_valueset: ValueSetResolver 
         elif c.name == "_lastUpdated":
             conds.append(or_(*[_date_cond(r.last_updated, r.last_updated, v, "_lastUpdated") for v in c.values]))
         else:
-            sub, negate = _criterion_subquery(store, req.res_type, c, resolve_valueset)
+            sub, negate = _criterion_subquery(store, conn, req.res_type, c, resolve_valueset)
             conds.append(r.rid.not_in(sub) if negate else r.rid.in_(sub))
     return conds
 
@@ -374,7 +394,7 @@ def _where(store: Store, req: SearchRequest, resolve_valueset: ValueSetResolver 
 def _sort_key(req: SearchRequest, store: Store, key: str, desc: bool):
     r = schema.resources.c
     if key == "_id":
-        col = r.res_id
+        col: ColumnElement = r.res_id
     elif key == "_lastUpdated":
         col = r.last_updated
     else:
@@ -409,8 +429,8 @@ def execute(
     conn: Connection | None = None,
 ) -> SearchResult:
     r = schema.resources.c
-    conds = _where(store, req, resolve_valueset)
     with store._conn(conn) as c:
+        conds = _where(store, c, req, resolve_valueset)
         total = c.execute(select(func.count()).select_from(schema.resources).where(*conds)).scalar_one()
         if req.summary == "count" or req.count == 0:
             return SearchResult(total, [], [])
@@ -483,8 +503,8 @@ def count_matches(store: Store, res_type: str, query: str, conn: Connection | No
     req = parse(store, res_type, items, strict=True)
     req.count = 2
     r = schema.resources.c
-    conds = _where(store, req, resolve_valueset)
     with store._conn(conn) as c:
+        conds = _where(store, c, req, resolve_valueset)
         return [row[0] for row in c.execute(select(r.res_id).where(*conds).limit(2)).all()]
 
 

@@ -1,8 +1,9 @@
 """A Questionnaire as an HTML form and back: the fields to render, the form's answers as a QuestionnaireResponse.
 
 Generic over the SDC conventions in docs/artifact-conventions.md: nothing here knows an instrument.
-Inputs are named `q-<linkId>`; enableWhen is decided here on submit (R4 semantics: a question that is
-not enabled takes no answer and is not required), and again in the browser by static/form.js.
+Inputs are named `q-<linkId>`; enableWhen is decided on submit by the engine's `enable_when_holds`, the one
+used for scoring and validating responses (R4: a question that is not enabled takes no answer and is not
+required), and shown live in the browser by static/form.js.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .i18n import translated
+from app.reasoning.scoring import enable_when_holds
+from app.translation import translated
 
 SDC = "http://hl7.org/fhir/uv/sdc/StructureDefinition/"
 CALCULATED = SDC + "sdc-questionnaire-calculatedExpression"
@@ -253,42 +255,6 @@ def parse_answers(f: Field, raw: list[str]) -> tuple[list[dict[str, Any]], str |
     return answers, None
 
 
-def _comparable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return value.get("code") if "code" in value else value.get("value")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return Decimal(str(value))
-    return value
-
-
-def condition_holds(condition: Mapping[str, Any], answers: list[dict[str, Any]]) -> bool:
-    """One enableWhen condition over the answers of its question (R4; `!=` true when not answered so)."""
-    operator = condition.get("operator")
-    expected = next(((k, v) for k, v in condition.items() if k.startswith("answer")), None)
-    if operator == "exists":
-        return bool(answers) == bool(expected[1] if expected else True)
-    if expected is None:
-        return False
-    want = _comparable(expected[1])
-    got = [_comparable(next((v for k, v in a.items() if k.startswith("value")), None)) for a in answers]
-    try:
-        if operator == "=":
-            return any(g == want for g in got)
-        if operator == "!=":
-            return not any(g == want for g in got)
-        if operator == ">":
-            return any(g is not None and g > want for g in got)
-        if operator == "<":
-            return any(g is not None and g < want for g in got)
-        if operator == ">=":
-            return any(g is not None and g >= want for g in got)
-        if operator == "<=":
-            return any(g is not None and g <= want for g in got)
-    except TypeError:
-        return False
-    return False
-
-
 def enabled_items(form: Form, answers: Mapping[str, list[dict[str, Any]]]) -> set[str]:
     """linkIds enabled by the answers; answers of disabled items do not count (iterated to a fixed point)."""
     current = dict(answers)
@@ -296,12 +262,7 @@ def enabled_items(form: Form, answers: Mapping[str, list[dict[str, Any]]]) -> se
 
     def visit(fields: list[Field], known: Mapping[str, list[dict[str, Any]]], found: set[str]) -> None:
         for f in fields:
-            if f.enable_when:
-                results = [condition_holds(c, known.get(c.get("question", ""), [])) for c in f.enable_when]
-                on = any(results) if f.enable_behavior == "any" else all(results)
-            else:
-                on = True
-            if on:
+            if enable_when_holds(f.enable_when, f.enable_behavior, known):
                 found.add(f.link_id)
                 visit(f.children, known, found)
 

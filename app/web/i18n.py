@@ -1,19 +1,17 @@
-"""Languages of the web pages: choosing one, the page texts (JSON data files) and FHIR translation extensions."""
+"""Languages of the web pages: choosing one and the page texts (JSON data files); artifact texts: app.translation."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 from flask import request
 
-from .links import LANGUAGES
+from app.conventions import LANGUAGES, variants
+from app.translation import translated
 
 CONTENT = Path(__file__).resolve().parent / "content"
-TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation"
-VARIANT_LANGUAGE = {"se": "sv", "skane": "sv", "midtjylland": "da"}
 
 
 @functools.cache
@@ -33,23 +31,8 @@ def choose_language(*preferred: str | None, variant: str | None = None) -> str:
         best = None
     if best:
         return best
-    return VARIANT_LANGUAGE.get(variant or "", "en")
+    known = variants().get(variant or "")
+    return known.language if known is not None else "en"
 
 
-def translated(element: Mapping[str, Any] | None, key: str, lang: str, primary: str | None) -> str | None:
-    """`element[key]` in `lang`: the primary text, or its translation extension (`_key`), else the primary."""
-    if not element:
-        return None
-    value = element.get(key)
-    if lang == primary or not primary and lang == "en":
-        return value
-    for ext in (element.get(f"_{key}") or {}).get("extension", []) or []:
-        if ext.get("url") != TRANSLATION:
-            continue
-        parts = {e.get("url"): e for e in ext.get("extension", []) or []}
-        code = (parts.get("lang") or {}).get("valueCode", "")
-        if code == lang or code.split("-")[0] == lang:
-            content = (parts.get("content") or {}).get("valueString")
-            if content:
-                return content
-    return value
+__all__ = ["choose_language", "texts", "translated"]

@@ -83,7 +83,7 @@ def patient_id(web_app, tokens):
 
 def make_link(app, patient_id: str, questionnaire_ids, **kwargs) -> str:
     """The path (`/q/<token>`) of a fresh patient link."""
-    from app.web.links import patient_link
+    from app.auth.links import patient_link
 
     with app.test_request_context():
         url = patient_link(patient_id, list(questionnaire_ids), **kwargs)

@@ -287,7 +287,7 @@ def test_expired_and_tampered_links_are_refused(server, browser):
     shot(browser, "link-tampered")
     # an expired link: signed with the server's secret, expiry in the past
     from app import create_app
-    from app.web.links import make_token
+    from app.auth.links import make_token
 
     app = create_app({"DATABASE_URL": f"sqlite:///{server.tmp / 'browser.db'}",
                       "LOAD_ARTIFACTS": False, "CLIENTS_FILE": str(server.clients)})

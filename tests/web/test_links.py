@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from app.web.links import LinkError, make_token, read_token
+from app.auth.links import LinkError, make_token, read_token
 
 from .conftest import make_link
 
@@ -26,7 +26,7 @@ def test_expired_token_is_refused_as_expired(web_app):
 
 
 def test_secret_is_generated_once_and_kept_in_the_database(web_app):
-    from app.web.links import secret_key
+    from app.auth.links import secret_key
 
     with web_app.test_request_context():
         first = secret_key()
@@ -77,7 +77,7 @@ def test_tampered_link_page_is_403(web_app, web, mangle):
 
 
 def test_link_uses_public_base_url_when_configured(web_app):
-    from app.web.links import patient_link
+    from app.auth.links import patient_link
 
     web_app.config["PUBLIC_BASE_URL"] = "https://lbp.example.org/"
     try:

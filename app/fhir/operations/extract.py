@@ -8,9 +8,9 @@ from __future__ import annotations
 from flask import current_app
 
 from app.errors import FHIRError
+from app.records.responses import check, completed_with_scores, observations_for, questionnaire_for
 
 from ..http import fhir_response
-from ..qr import check, completed_with_scores, observations_for, questionnaire_for
 from . import operation
 from .parameters import read_parameters, single
 

@@ -8,14 +8,14 @@ a completed response to a known Questionnaire must answer every enabled required
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-from flask import current_app
+from typing import Any, cast
 
 from app.errors import FHIRError, Issue
-from app.store.db import Stored
+from app.reasoning.scoring import complete_response, extract_observations, validate_response
+from app.reasoning.terminology import TerminologyIndex
+from app.store.db import Stored, Transaction
 
-from .write import after_write, conditional_ids, prepare
+from .admission import FHIRJson, admit, after_write, conditional_ids, services
 
 
 @dataclass
@@ -25,57 +25,64 @@ class SubmitResult:
     created: bool = True
 
 
-def questionnaire_for(response: dict) -> dict | None:
+def _terminology() -> TerminologyIndex | None:
+    kb = services().knowledge.base
+    return cast(TerminologyIndex, kb.terminology) if kb is not None else None
+
+
+def questionnaire_for(response: FHIRJson) -> FHIRJson | None:
+    """The Questionnaire a response answers, resolved by its canonical among the loaded artifacts."""
     canonical = response.get("questionnaire")
     if not isinstance(canonical, str):
         return None
-    return current_app.extensions["lbp"].knowledge.resolve(canonical)
+    return cast("FHIRJson | None", services().knowledge.resolve(canonical))
 
 
-def check(response: dict, questionnaire: dict | None) -> list[Issue]:
+def check(response: FHIRJson, questionnaire: FHIRJson | None) -> list[Issue]:
     """Errors of the response against its Questionnaire (missing required items only count when completed)."""
     if questionnaire is None:
         return []
-    from app.reasoning.scoring import validate_response
-
-    kb = current_app.extensions["lbp"].knowledge.base
-    issues = validate_response(questionnaire, response, terminology=kb.terminology if kb else None)
+    issues = validate_response(questionnaire, response, terminology=_terminology())
     completed = response.get("status") == "completed"
     return [i for i in issues if i.is_error and (completed or i.code != "required")]
 
 
-def completed_with_scores(response: dict, questionnaire: dict | None) -> dict:
+def completed_with_scores(response: FHIRJson, questionnaire: FHIRJson | None) -> FHIRJson:
+    """The response with its calculated items (scores, risk categories) filled in."""
     if questionnaire is None:
         return response
-    from app.reasoning.scoring import complete_response
-
-    kb = current_app.extensions["lbp"].knowledge.base
-    return complete_response(questionnaire, response, terminology=kb.terminology if kb else None)
+    return complete_response(questionnaire, response, terminology=_terminology())
 
 
-def observations_for(response: dict, questionnaire: dict | None, reference: str) -> list[dict[str, Any]]:
+def observations_for(response: FHIRJson, questionnaire: FHIRJson | None, reference: str) -> list[FHIRJson]:
+    """The Observations a completed (or amended) response yields, each `derivedFrom` the response."""
     if questionnaire is None or response.get("status") not in ("completed", "amended"):
         return []
-    from app.reasoning.scoring import extract_observations
-
-    kb = current_app.extensions["lbp"].knowledge.base
-    return extract_observations(questionnaire, response, response_reference=reference,
-                                terminology=kb.terminology if kb else None)
+    return extract_observations(questionnaire, response, response_reference=reference, terminology=_terminology())
 
 
-def submit(response: Any, *, if_none_exist: str | None = None, res_id: str | None = None) -> SubmitResult:
+def _existing(if_none_exist: str, tx: Transaction | None = None) -> Stored | None:
+    """The response an If-None-Exist query already matches, if any."""
+    ids = conditional_ids("QuestionnaireResponse", if_none_exist, tx.conn if tx is not None else None)
+    if not ids:
+        return None
+    if tx is not None:
+        return tx.read("QuestionnaireResponse", ids[0])
+    return cast("Stored | None", services().store.read("QuestionnaireResponse", ids[0]))
+
+
+def submit_response(response: Any, *, if_none_exist: str | None = None, res_id: str | None = None) -> SubmitResult:
     """Validate, score and store a response with its Observations; FHIRError (nothing stored) when invalid.
 
     With `if_none_exist`, a response that already matches is returned as it is (created=False), whatever
     this one says: a repeated submit is answered by the first, not validated again.
     """
-    store = current_app.extensions["lbp"].store
+    store = services().store
     if if_none_exist:
-        ids = conditional_ids("QuestionnaireResponse", if_none_exist)
-        existing = store.read("QuestionnaireResponse", ids[0]) if ids else None
+        existing = _existing(if_none_exist)
         if existing is not None:
             return SubmitResult(existing, [], created=False)
-    prepare(response, expected_type="QuestionnaireResponse", expected_id=res_id)
+    admit(response, expected_type="QuestionnaireResponse", expected_id=res_id)
     questionnaire = questionnaire_for(response)
     errors = check(response, questionnaire)
     if errors:
@@ -84,10 +91,8 @@ def submit(response: Any, *, if_none_exist: str | None = None, res_id: str | Non
     response = completed_with_scores(response, questionnaire)
     with store.transaction() as tx:
         if if_none_exist:
-            ids = conditional_ids("QuestionnaireResponse", if_none_exist, tx.conn)
-            if ids:
-                existing = tx.read("QuestionnaireResponse", ids[0])
-                assert existing is not None
+            existing = _existing(if_none_exist, tx)
+            if existing is not None:
                 return SubmitResult(existing, [], created=False)
         if res_id is not None:
             stored, _ = tx.update(response)
@@ -96,7 +101,7 @@ def submit(response: Any, *, if_none_exist: str | None = None, res_id: str | Non
             stored = tx.create(response)
         observations = []
         for obs in observations_for(response, questionnaire, f"QuestionnaireResponse/{stored.res_id}"):
-            prepare(obs)
+            admit(obs)
             observations.append(tx.create(obs))
         written = list(tx.written)
     after_write(written)

@@ -2,7 +2,8 @@
 
 A token is `<payload>.<signature>`: the payload is base64url JSON, the signature HMAC-SHA256 over it
 with the server secret (`LBP_SECRET_KEY`, else one generated once and kept in the database so every
-gunicorn worker, and every restart, uses the same one).
+gunicorn worker, and every restart, uses the same one). Made by the clinician pages and the CDS cards,
+read by the patient pages.
 """
 from __future__ import annotations
 
@@ -18,22 +19,15 @@ from typing import Any
 
 import orjson
 from flask import current_app, request, url_for
-from sqlalchemy import Column, Float, MetaData, String, Table, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-VARIANTS = ("se", "skane", "midtjylland")
-LANGUAGES = ("sv", "da", "en")
+from app.conventions import LANGUAGES, variant_codes
+from app.store.schema import web_secrets
+
 DEFAULT_EXPIRES_IN = 14 * 24 * 3600
 IDENTIFIER_SYSTEM = "urn:lbp-pathway:link"
 
-_metadata = MetaData()
-web_secrets = Table(
-    "web_secrets",
-    _metadata,
-    Column("name", String(64), primary_key=True),
-    Column("value", String(256), nullable=False),
-    Column("created", Float, nullable=False),
-)
 _lock = threading.Lock()
 
 
@@ -72,7 +66,6 @@ def secret_key() -> bytes:
         return cached
     with _lock:
         store = app.extensions["lbp"].store
-        _metadata.create_all(store.engine)
         with store.engine.connect() as conn:
             row = conn.execute(select(web_secrets.c.value).where(web_secrets.c.name == "link-signing")).first()
         if row is None:
@@ -106,8 +99,8 @@ def make_token(patient_id: str, questionnaire_ids: list[str] | tuple[str, ...], 
                variant: str | None = None, expires_in: float = DEFAULT_EXPIRES_IN,
                start: str | None = None) -> str:
     variant = variant or current_app.config.get("DEFAULT_VARIANT") or "se"
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r} (one of {', '.join(VARIANTS)})")
+    if variant not in variant_codes():
+        raise ValueError(f"unknown variant {variant!r} (one of {', '.join(variant_codes())})")
     if lang is not None and lang not in LANGUAGES:
         raise ValueError(f"unknown language {lang!r} (one of {', '.join(LANGUAGES)})")
     if not questionnaire_ids:

@@ -1,0 +1,146 @@
+"""Signed client JWTs: one verifier, one JWKS cache and one replay table for every flow that accepts them.
+
+Two flows send the server a JWT signed with the client's own key: SMART Backend Services client
+assertions (https://hl7.org/fhir/smart-app-launch/backend-services.html) and CDS Hooks calls
+(https://cds-hooks.hl7.org/2.0/#trusting-cds-clients). What they share is here: ES384 or RS384 only
+(`none` and HMAC are refused before any key is looked at), the key found by the flow, signature, `iss`,
+`aud`, `exp` (at most five minutes ahead), `iat` not in the future, and the `jti` remembered in the
+database until it expires so that a replay is refused by every gunicorn worker. What differs (which
+issuers are trusted, where their keys are, which claims are required) the flow passes in.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jwt
+import requests
+from sqlalchemy import delete, insert
+from sqlalchemy.exc import IntegrityError
+
+from app.store import schema
+from app.store.db import Store
+
+log = logging.getLogger("lbp.auth")
+
+ALGORITHMS = ("ES384", "RS384")
+LEEWAY = 30
+MAX_LIFETIME = 300  # both specifications ask clients for exp at most five minutes ahead
+PURGE_EVERY = 60.0
+
+
+class JWTRefused(Exception):
+    """A client JWT that is not accepted; the message says why (for the log or an OAuth error description)."""
+
+
+class JWKSCache:
+    """JWKS documents by URL: cached for `ttl` seconds, refetched (at most every few seconds) on an unknown kid."""
+
+    def __init__(self, timeout: float = 2.0, ttl: float = 3600.0, min_refresh: float = 5.0):
+        self.timeout = timeout
+        self.ttl = ttl
+        self.min_refresh = min_refresh
+        self._docs: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def keys(self, url: str, *, force: bool = False) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        hit = self._docs.get(url)
+        if hit is not None and not force and now - hit[0] < self.ttl:
+            return list(hit[1].get("keys") or [])
+        if hit is not None and force and now - hit[0] < self.min_refresh:
+            return list(hit[1].get("keys") or [])
+        try:
+            response = requests.get(url, timeout=self.timeout, headers={"Accept": "application/json"})
+            response.raise_for_status()
+            doc = response.json()
+        except (requests.RequestException, ValueError) as exc:
+            log.warning("JWKS %s could not be fetched: %s", url, type(exc).__name__)
+            if hit is not None:
+                return list(hit[1].get("keys") or [])
+            raise JWTRefused("the client's JWKS is unavailable") from None
+        with self._lock:
+            self._docs[url] = (now, doc)
+        return list(doc.get("keys") or [])
+
+    def find(self, url: str, match: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+        """The first key of the JWKS at `url` that `match` accepts, refetching once when none does."""
+        for force in (False, True):
+            found = next((k for k in self.keys(url, force=force) if match(k)), None)
+            if found is not None:
+                return found
+        return None
+
+
+class ReplayCache:
+    """The `jti` of every client JWT accepted, until it expires, in one table shared by all workers and flows."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._purged = 0.0
+
+    def remember(self, issuer: str, jti: str, expires: float) -> None:
+        """Record the jti; JWTRefused when this issuer used it before."""
+        key = hashlib.sha256(issuer.encode()).hexdigest()[:32] + ":" + jti[:255]
+        now = time.time()
+        table = schema.client_jti
+        try:
+            with self.store.transaction() as tx:
+                if now - self._purged > PURGE_EVERY:
+                    tx.conn.execute(delete(table).where(table.c.expires < now - LEEWAY))
+                    self._purged = now
+                tx.conn.execute(insert(table).values(key=key, expires=expires + LEEWAY))
+        except IntegrityError:
+            raise JWTRefused("jti was already used") from None
+
+
+# (unverified claims, JOSE header, alg) -> the verification key; raises JWTRefused when the flow knows no such
+# key. The claims are not yet verified: the finder may refuse on them, never trust them.
+KeyFinder = Callable[[dict[str, Any], dict[str, Any], str], Any]
+
+
+class ClientJWTVerifier:
+    def __init__(self, replay: ReplayCache):
+        self.replay = replay
+
+    def verify(self, token: str, *, find_key: KeyFinder, audience: str | Sequence[str],
+               require: Sequence[str] = ("iss", "aud", "exp", "jti")) -> dict[str, Any]:
+        """The claims of a valid, first-seen client JWT; JWTRefused otherwise."""
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise JWTRefused("not a JWT") from None
+        alg = header.get("alg")
+        if alg not in ALGORITHMS:
+            raise JWTRefused(f"alg {alg} is not accepted; use ES384 or RS384")
+        iss = unverified.get("iss")
+        if not isinstance(iss, str) or not iss:
+            raise JWTRefused("iss is missing")
+        key = find_key(unverified, header, alg)
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token, key, algorithms=[alg], audience=list(audience) if not isinstance(audience, str) else audience,
+                issuer=iss, leeway=LEEWAY, options={"require": list(require)},
+            )
+        except jwt.PyJWTError as exc:
+            raise JWTRefused(f"rejected: {type(exc).__name__}") from None
+        now = time.time()
+        if float(claims["exp"]) > now + MAX_LIFETIME + LEEWAY:
+            raise JWTRefused("exp is more than 5 minutes ahead")
+        if "iat" in claims and float(claims["iat"]) > now + LEEWAY:
+            raise JWTRefused("iat is in the future")
+        self.replay.remember(iss, str(claims["jti"]), float(claims["exp"]))
+        return claims
+
+
+def jwk_key(jwk: dict[str, Any], alg: str) -> Any:
+    """The verification key of a JWK for `alg`; JWTRefused when the key does not suit it."""
+    try:
+        return jwt.PyJWK(jwk, algorithm=alg).key
+    except (jwt.PyJWTError, ValueError, KeyError, TypeError):
+        raise JWTRefused("the key does not suit alg") from None
