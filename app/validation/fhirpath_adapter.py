@@ -1,0 +1,111 @@
+"""The one place where validation touches the FHIRPath engine: compile, navigate, evaluate an invariant.
+
+Every other validation module works through these functions, so pointing validation at another engine
+(or another release of this one) changes this file only. An invariant is evaluated with its element as
+the focus and `%context`, `%resource` the resource that holds the element and `%rootResource` the
+resource that holds a contained one (https://hl7.org/fhir/R4/fhirpath.html#variables).
+
+Host functions: `htmlChecks()` is the FHIR narrative check. The engine in `app.reasoning` has no way to
+take a host-supplied function (its `htmlChecks()` answers true whatever the input), so invariants
+whose whole expression is a host function call (txt-1, txt-2) are decided by the host function here,
+never by the engine; `HOST_FUNCTIONS` lists them.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from app.errors import FHIRError
+from app.reasoning.fhirpath import EVALUATION_ERRORS, Scope, compile_expression, make_environment
+from app.reasoning.fhirpath_compiler import Ctx, FHIRPathError, to_boolean
+from app.reasoning.fhirpath_values import Node, navigate, resource_node
+
+__all__ = [
+    "HOST_FUNCTIONS",
+    "EngineError",
+    "Invariant",
+    "Node",
+    "child_nodes",
+    "compile_invariant",
+    "environment",
+    "evaluate",
+    "root_node",
+]
+
+UCUM = ["http://unitsofmeasure.org"]
+
+# host function name -> the expression text that is exactly that call
+HOST_FUNCTIONS: dict[str, str] = {"htmlChecks": "htmlChecks()"}
+
+
+class EngineError(Exception):
+    """The engine could not evaluate an invariant on this input (a type or cardinality error)."""
+
+
+@dataclass(frozen=True)
+class Invariant:
+    """A compiled constraint of a StructureDefinition."""
+
+    key: str
+    severity: str
+    human: str
+    expression: str
+    fn: Callable[[Ctx, list], list] | None  # None: decided by the host function `host`
+    host: str | None = None
+
+
+def compile_invariant(key: str, severity: str, human: str, expression: str) -> Invariant:
+    """Compile once; FHIRError('invalid') when the engine cannot compile the expression."""
+    for name, call in HOST_FUNCTIONS.items():
+        if expression.strip() == call:
+            return Invariant(key, severity, human, expression, None, name)
+    compiled = compile_expression(expression, artifact=f"constraint {key}")
+    return Invariant(key, severity, human, expression, compiled.fn)
+
+
+def environment() -> Any:
+    """What one validation's evaluations share (the clock for today()/now())."""
+    return make_environment()
+
+
+def root_node(resource: dict[str, Any]) -> Node:
+    return resource_node(resource)
+
+
+def child_nodes(node: Node, name: str) -> list[Any]:
+    """The children of `node` named `name` (a choice element by its name without the type)."""
+    return navigate([node], name)
+
+
+def evaluate(invariant: Invariant, focus: Node, resource: Node, root_resource: Node, env: Any) -> bool | None:
+    """True or False; None when the result is empty (no verdict, which passes). EngineError on errors."""
+    focus_list = [focus]
+    std = {
+        "context": focus_list,
+        "resource": [resource],
+        "rootResource": [root_resource],
+        "ucum": UCUM,
+        "sct": ["http://snomed.info/sct"],
+        "loinc": ["http://loinc.org"],
+        "today": [env.today_value],
+        "now": [env.now_value],
+    }
+    # no memo: a memoised subexpression over %context would be shared between different elements
+    ctx = Ctx(Scope(), std, env, focus_list, None)
+    try:
+        result = invariant.fn(ctx, focus_list)
+        return to_boolean(result)
+    except FHIRPathError as exc:
+        raise EngineError(str(exc)) from exc
+    except EVALUATION_ERRORS as exc:
+        raise EngineError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def compile_error_text(error: FHIRError) -> str:
+    return error.issues[0].text if error.issues else str(error)
+
+
+def extension_holder(element: dict[str, Any]) -> Node:
+    """A node for the `_x` object of a primitive (its id and extensions), to walk its extensions."""
+    return Node(element, "Element", "Element")
