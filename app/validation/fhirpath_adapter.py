@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.errors import FHIRError
-from app.reasoning.fhirpath import EVALUATION_ERRORS, Scope, compile_expression, make_environment
+from app.reasoning.fhirpath import EVALUATION_ERRORS, Scope, compile_expression, make_environment, parse
 from app.reasoning.fhirpath_compiler import Ctx, FHIRPathError, to_boolean
 from app.reasoning.fhirpath_values import Node, navigate, resource_node
 
@@ -109,3 +109,23 @@ def compile_error_text(error: FHIRError) -> str:
 def extension_holder(element: dict[str, Any]) -> Node:
     """A node for the `_x` object of a primitive (its id and extensions), to walk its extensions."""
     return Node(element, "Element", "Element")
+
+
+def syntax_error(text: str) -> str | None:
+    """The FHIRPath syntax error of `text`, or None when it parses."""
+    try:
+        parse(text)
+    except ValueError as exc:
+        return str(exc)
+    except Exception as exc:  # the AST builder raises plain exceptions on odd input
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def compile_problem(text: str) -> str | None:
+    """Why the engine cannot compile `text` (an unsupported function, say), or None."""
+    try:
+        compile_expression(text)
+    except FHIRError as err:
+        return compile_error_text(err)
+    return None

@@ -17,7 +17,10 @@ One walk over a resource visits every element with its StructureDefinition path 
   an information issue rather than skipped in silence.
 - required and extensible bindings to core ValueSets of Coding and CodeableConcept elements
   (`bindings.py`); code elements' required bindings are checked by the schema walk already;
-- extension definitions (`extensions.py`) and primitive rules (`primitives.py`).
+- extension definitions (`extensions.py`) and primitive rules (`primitives.py`);
+- in a Bundle, the references of its entries resolved against its fullUrls, and the searchset and
+  history rules (`bundles.py`); for conformance resources, what the spec text requires beyond the
+  invariants (`conformance_resources.py`).
 
 An empty result of an invariant is no verdict and passes, as for the HL7 validator; an evaluation
 error is reported as a warning naming the key and the engine's message, never dropped.
@@ -30,6 +33,8 @@ from app.errors import FHIRError, Issue
 
 from . import fhirpath_adapter as fp
 from .bindings import binding_issues
+from .bundles import bundle_rule_issues
+from .conformance_resources import conformance_issues
 from .definitions import CoreDefinitions, core
 from .extensions import extension_issues
 from .narrative import narrative_problems
@@ -149,6 +154,7 @@ class RuleWalk:
         self.defs = core()
         self.env = fp.environment()
         self.issues: list[Issue] = []
+        self.references: list[tuple[str, str]] = []  # (location, reference) inside the Bundle being walked
 
     # ------------------------------------------------------------------ resources
 
@@ -157,7 +163,14 @@ class RuleWalk:
         if not isinstance(resource_type, str) or resource_type not in self.defs.elements:
             return
         node = fp.root_node(data)
+        self.issues.extend(conformance_issues(data, location))
+        if resource_type != "Bundle":
+            self.element(node, resource_type, location, node, root or node, is_resource=True)
+            return
+        outer, self.references = self.references, []
         self.element(node, resource_type, location, node, root or node, is_resource=True)
+        self.issues.extend(bundle_rule_issues(data, location, self.references))
+        self.references = outer
 
     # ------------------------------------------------------------------ elements
 
@@ -174,6 +187,8 @@ class RuleWalk:
         for key, reason in rules.excluded:
             self.issues.append(Issue("information", "informational",
                                      f"{key}: not checked ({reason})", [location]))
+        if type_name == "Reference" and type(data) is dict and type(data.get("reference")) is str:
+            self.references.append((f"{location}.reference", data["reference"]))
         if rules.binding is not None:
             self.issues.extend(binding_issues(self.defs, rules.binding, path, type_name, data, location))
         if type(data) is not dict:
