@@ -116,7 +116,11 @@ def validate_resource(
         issues.extend(_new_places(model_issues(resource, expr), issues))
     if check_rules and known:
         try:
-            issues.extend(rule_issues(resource, expr))
+            found = rule_issues(resource, expr)
+            # a primitive the schema or the models already rejected is not reported twice
+            primitive = [i for i in found if i.code in ("value", "too-long")]
+            issues.extend([i for i in found if i.code not in ("value", "too-long")])
+            issues.extend(_new_places(primitive, issues))
         except RecursionError:
             issues.append(Issue("error", "too-costly", "The resource is nested too deeply to validate", [expr]))
     return _distinct(issues)
