@@ -39,8 +39,9 @@ def test_relative_references_resolve_against_the_base_of_a_restful_full_url():
         "resourceType": "Composition", "id": "c1", "text": NARRATIVE, "status": "final",
         "type": {"text": "note"}, "date": "2024-03-01", "title": "Note", "author": [{"reference": "Patient/p1"}],
         "subject": {"reference": "Patient/p2"}}}
+    identifier = {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:1e0f9a8b-7c6d-4a3b-8c2d-9a8b7c6d5e4f"}
     document = bundle("document", composition, patient, entry, timestamp="2024-03-01T10:00:00Z",
-                      identifier={"system": "urn:ietf:rfc:3986", "value": "urn:uuid:1e0f9a8b-7c6d-4a3b-8c2d-9a8b7c6d5e4f"})
+                      identifier=identifier)
     assert reference_issues(document) == [("warning", "Bundle.entry[0].resource.subject.reference")]
 
 

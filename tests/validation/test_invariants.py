@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.validation import validate_at_level, validate_resource
 from app.validation import fhirpath_adapter as fp
+from app.validation import validate_at_level, validate_resource
 from app.validation.definitions import core
 from app.validation.invariants import CORRECTIONS, DEVIATIONS, EXCLUDED, NATIVE, excluded_invariants
 
