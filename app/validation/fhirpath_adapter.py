@@ -3,12 +3,12 @@
 Every other validation module works through these functions, so pointing validation at another engine
 (or another release of this one) changes this file only. An invariant is evaluated with its element as
 the focus and `%context`, `%resource` the resource that holds the element and `%rootResource` the
-resource that holds a contained one (https://hl7.org/fhir/R4/fhirpath.html#variables).
+resource that holds a contained one (https://hl7.org/fhir/R4/fhirpath.html#variables); the engine's
+public `evaluate()` sets all three to the focus, so the evaluation context is built here.
 
-Host functions: `htmlChecks()` is the FHIR narrative check. The engine in `app.reasoning` has no way to
-take a host-supplied function (its `htmlChecks()` answers true whatever the input), so invariants
-whose whole expression is a host function call (txt-1, txt-2) are decided by the host function here,
-never by the engine; `HOST_FUNCTIONS` lists them.
+Host functions: `htmlChecks()` (txt-1, txt-2) is registered with the engine's extension API
+(`app.fhirpath.host`) as `VALIDATION_FUNCTIONS`, implemented by `narrative.html_checks`; every
+invariant is compiled with that registry.
 """
 from __future__ import annotations
 
@@ -17,12 +17,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.errors import FHIRError
-from app.reasoning.fhirpath import EVALUATION_ERRORS, Scope, compile_expression, make_environment, parse
-from app.reasoning.fhirpath_compiler import Ctx, FHIRPathError, to_boolean
-from app.reasoning.fhirpath_values import Node, navigate, resource_node
+from app.fhirpath import (
+    DEFAULT_FUNCTIONS,
+    EVALUATION_ERRORS,
+    FHIRPathError,
+    HostFunction,
+    Scope,
+    compile_expression,
+    make_environment,
+    to_boolean,
+)
+from app.fhirpath.parser import parse
+from app.fhirpath.runtime import Ctx
+from app.fhirpath.values import Node, navigate, resource_node
+
+from .narrative import html_checks
 
 __all__ = [
-    "HOST_FUNCTIONS",
+    "VALIDATION_FUNCTIONS",
     "EngineError",
     "Invariant",
     "Node",
@@ -35,8 +47,19 @@ __all__ = [
 
 UCUM = ["http://unitsofmeasure.org"]
 
-# host function name -> the expression text that is exactly that call
-HOST_FUNCTIONS: dict[str, str] = {"htmlChecks": "htmlChecks()"}
+
+
+def _html_checks(env: Any, focus: list[Any]) -> list[Any]:
+    """FHIR R4 htmlChecks(): True when every narrative div in the input passes the narrative rules."""
+    if not focus:
+        return []
+    return [all(html_checks(item.data if type(item) is Node else item) for item in focus)]
+
+
+VALIDATION_FUNCTIONS = DEFAULT_FUNCTIONS.with_(
+    HostFunction("htmlChecks", _html_checks, 0, 0, "Boolean", False,
+                 "FHIR R4 narrative rules (txt-1, txt-2): allowed XHTML, no scripts, some content"),
+)
 
 
 class EngineError(Exception):
@@ -51,17 +74,14 @@ class Invariant:
     severity: str
     human: str
     expression: str
-    fn: Callable[[Ctx, list], list] | None  # None: decided by the host function `host`
-    host: str | None = None
+    fn: Callable[[Ctx, list], list]
+    narrative: bool = False  # the expression is the narrative check htmlChecks()
 
 
 def compile_invariant(key: str, severity: str, human: str, expression: str) -> Invariant:
     """Compile once; FHIRError('invalid') when the engine cannot compile the expression."""
-    for name, call in HOST_FUNCTIONS.items():
-        if expression.strip() == call:
-            return Invariant(key, severity, human, expression, None, name)
-    compiled = compile_expression(expression, artifact=f"constraint {key}")
-    return Invariant(key, severity, human, expression, compiled.fn)
+    compiled = compile_expression(expression, artifact=f"constraint {key}", functions=VALIDATION_FUNCTIONS)
+    return Invariant(key, severity, human, expression, compiled.fn, "htmlChecks" in expression)
 
 
 def environment() -> Any:
@@ -115,7 +135,7 @@ def syntax_error(text: str) -> str | None:
     """The FHIRPath syntax error of `text`, or None when it parses."""
     try:
         parse(text)
-    except ValueError as exc:
+    except ValueError as exc:  # the parser's FHIRPathSyntaxError
         return str(exc)
     except Exception as exc:  # the AST builder raises plain exceptions on odd input
         return f"{type(exc).__name__}: {exc}"
@@ -125,7 +145,7 @@ def syntax_error(text: str) -> str | None:
 def compile_problem(text: str) -> str | None:
     """Why the engine cannot compile `text` (an unsupported function, say), or None."""
     try:
-        compile_expression(text)
+        compile_expression(text, functions=VALIDATION_FUNCTIONS)
     except FHIRError as err:
         return compile_error_text(err)
     return None

@@ -11,7 +11,8 @@ One walk over a resource visits every element with its StructureDefinition path 
   its diagnostics carry the expression. Each distinct set is compiled once per process (`_rules`).
   `ele-1` and `ext-1`, which stand on every element and every extension, are decided in Python with
   the same meaning as their expressions (`tests/validation/test_invariants.py` compares the two on the
-  engine); `txt-1` and `txt-2` (`htmlChecks()`) by `narrative.py`.
+  engine). `txt-1` and `txt-2` (`htmlChecks()`) run on the engine with the narrative check of
+  `narrative.py` registered as a host function; a failing narrative names each problem under its key.
   `CORRECTIONS` replaces R4 expressions that later FHIR versions corrected; `EXCLUDED` lists the
   invariants the engine cannot evaluate, with the reason, and each is reported where it applies as
   an information issue rather than skipped in silence.
@@ -275,13 +276,6 @@ class RuleWalk:
 
     def _evaluate(self, invariant: fp.Invariant, node: fp.Node, location: str, resource: fp.Node,
                   root: fp.Node, path: str) -> None:
-        if invariant.host == "htmlChecks":
-            for key, text in narrative_problems(node.data):
-                if key == invariant.key:
-                    severity = "error" if invariant.severity == "error" else "warning"
-                    self.issues.append(Issue(severity, "invariant", f"{key}: {text}", [location],
-                                             diagnostics=f"{key}: {invariant.human}"))
-            return
         try:
             verdict = fp.evaluate(invariant, node, resource, root, self.env)
         except fp.EngineError as err:
@@ -291,6 +285,13 @@ class RuleWalk:
             return
         if verdict is False:
             severity = "error" if invariant.severity == "error" else "warning"
+            if invariant.narrative:
+                # txt-1 and txt-2 share the expression htmlChecks(); each reports the problems of its rule
+                for key, text in narrative_problems(node.data):
+                    if key == invariant.key:
+                        self.issues.append(Issue(severity, "invariant", f"{key}: {text}", [location],
+                                                 diagnostics=f"{key}: {invariant.human}"))
+                return
             self.issues.append(Issue(severity, "invariant", f"{invariant.key}: {invariant.human}", [location],
                                      diagnostics=f"{invariant.key} ({path}): {invariant.expression}"))
 
