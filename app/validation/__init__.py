@@ -46,6 +46,7 @@ from typing import Any
 from app.errors import Issue
 
 from .compiler import compiled
+from .invariants import rule_issues
 from .models import SCHEMA_ONLY_TYPES, model_issues
 from .walker import Walker
 
@@ -66,8 +67,8 @@ MODE_EXPRESSION = "Parameters.parameter('mode')"
 # level -> the validate_resource flags; None: no validation at all
 VALIDATION_LEVELS: dict[str, dict[str, bool] | None] = {
     "off": None,
-    "write": {"check_model": False, "check_schema": True},
-    "full": {"check_model": True, "check_schema": True},
+    "write": {"check_model": False, "check_schema": True, "check_rules": False},
+    "full": {"check_model": True, "check_schema": True, "check_rules": True},
 }
 
 
@@ -78,6 +79,7 @@ def validate_resource(
     mode: str | None = None,
     check_model: bool = True,
     check_schema: bool = True,
+    check_rules: bool = False,
     bundle_type: str | None = None,
 ) -> list[Issue]:
     """The issues of one resource; no error issue means it is valid.
@@ -112,6 +114,15 @@ def validate_resource(
         issues.append(Issue("error", "required", "An update needs the resource id", [f"{expr}.id"]))
     if check_model and known:
         issues.extend(_new_places(model_issues(resource, expr), issues))
+    if check_rules and known:
+        try:
+            found = rule_issues(resource, expr)
+            # a primitive the schema or the models already rejected is not reported twice
+            primitive = [i for i in found if i.code in ("value", "too-long")]
+            issues.extend([i for i in found if i.code not in ("value", "too-long")])
+            issues.extend(_new_places(primitive, issues))
+        except RecursionError:
+            issues.append(Issue("error", "too-costly", "The resource is nested too deeply to validate", [expr]))
     return _distinct(issues)
 
 
@@ -121,7 +132,7 @@ def validate_at_level(resource: dict[str, Any], level: str, **options: Any) -> l
     if flags is None:
         return []
     return validate_resource(resource, check_model=flags["check_model"], check_schema=flags["check_schema"],
-                             **options)
+                             check_rules=flags["check_rules"], **options)
 
 
 def warm_up(resource_types: list[str] | None = None) -> None:

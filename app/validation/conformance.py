@@ -40,7 +40,7 @@ def example_files(tgz_path: str | Path):
 
 def run(tgz_path: str, level: str = "full", max_examples: int = 50) -> dict[str, Any]:
     """Validate every example; counts, per-type failures and up to `max_examples` failures."""
-    flags = VALIDATION_LEVELS[level] or {"check_model": False, "check_schema": False}
+    flags = VALIDATION_LEVELS[level] or {"check_model": False, "check_schema": False, "check_rules": False}
     total = passed = 0
     failures_by_type: Counter[str] = Counter()
     issues_by_code: Counter[str] = Counter()
@@ -49,7 +49,7 @@ def run(tgz_path: str, level: str = "full", max_examples: int = 50) -> dict[str,
     for name, resource in example_files(tgz_path):
         total += 1
         issues = validate_resource(resource, check_model=flags["check_model"],
-                                   check_schema=flags["check_schema"])
+                                   check_schema=flags["check_schema"], check_rules=flags["check_rules"])
         errors = [i for i in issues if i.is_error]
         if not errors:
             passed += 1

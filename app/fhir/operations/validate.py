@@ -60,7 +60,7 @@ def _validate(resource: dict, res_type: str | None, res_id: str | None, mode: st
         issues.append(Issue("error", "required", "An id is required for update", [f"{actual}.id"]))
     if res_id is not None and resource.get("id") not in (None, res_id):
         issues.append(Issue("error", "invalid", f"The id does not match the URL id '{res_id}'", [f"{actual}.id"]))
-    issues.extend(validate_resource(resource, profile=profile, mode=mode))
+    issues.extend(validate_resource(resource, profile=profile, mode=mode, check_rules=True))
     if actual in KNOWLEDGE_TYPES and not any(i.is_error for i in issues):
         try:
             current_app.extensions["lbp"].knowledge.check(resource)
