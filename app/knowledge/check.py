@@ -288,3 +288,24 @@ def _questionnaire(label: str, questionnaire: Mapping[str, Any]) -> list[Diagnos
 
     visit(questionnaire, "Questionnaire", response, False)
     return found
+
+
+def refuse_faulty(resource: Mapping[str, Any], libraries: Iterable[Mapping[str, Any]] = ()) -> None:
+    """Raise FHIRError('invalid') with one issue per analysis error of an artifact about to be stored.
+
+    `libraries` are the stored Libraries, whose declared case features the artifact's rules read.
+    """
+    from app.errors import FHIRError, Issue  # noqa: PLC0415 (app.errors is light, but keep this module pure)
+
+    features_of = {}
+    for library in libraries:
+        if library.get("url") and library.get("url") != resource.get("url"):
+            features_of[str(library["url"])] = _check_library(library)[1]
+    errors = [d for d in check_artifact(resource, features_of) if d.severity == "error"]
+    if errors:
+        issues = [
+            Issue("error", "invalid", f"{d.artifact}: {d.message} at {d.element}: {d.expression}", [d.element],
+                  diagnostics=d.expression)
+            for d in errors
+        ]
+        raise FHIRError("invalid", issues[0].text, issues[0].expression[0], issues=issues)
