@@ -95,7 +95,7 @@ class _Compiler:
             if value is None:
                 value = fn(ctx, focus)
                 memo[key] = value
-            return value  # type: ignore[no-any-return]
+            return value
 
         return memoised
 
@@ -269,7 +269,7 @@ def _step(name: str) -> Fn:
             return selected if selected else navigate(focus, name)
 
         return by_type
-    return navigator(name)  # type: ignore[no-any-return]
+    return navigator(name)
 
 
 def _member_path(node: Expr) -> list[str] | None:

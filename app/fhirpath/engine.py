@@ -193,7 +193,7 @@ class Environment:
         )
 
     def with_(self, **changes: Any) -> Environment:
-        values = {
+        values: dict[str, Any] = {
             "today": self.today,
             "now": self.now,
             "terminology": self.terminology,
@@ -232,7 +232,7 @@ def make_environment(
     return Environment(today=day, now=now, terminology=terminology, references=references or {}, host=host or {})
 
 
-class Scope(dict):
+class Scope(dict[str, Any]):
     """%-variables as collections ready for evaluation (name -> list of items).
 
     A scope also memoises what its variables determine (see `compiler._optimise`): give
@@ -254,7 +254,7 @@ class Scope(dict):
         self[name] = value if isinstance(value, list) and _prepared(value) else as_collection(value)
 
 
-def _prepared(values: list) -> bool:
+def _prepared(values: list[Any]) -> bool:
     return all(not isinstance(v, (dict, float)) and v is not None for v in values)
 
 
@@ -280,7 +280,7 @@ class Evaluator:
             raise FHIRPathError(f"{type(exc).__name__}: {exc}") from exc
 
 
-def _standard(root: list, env: Environment) -> dict[str, list]:
+def _standard(root: list[Any], env: Environment) -> dict[str, list[Any]]:
     return {
         "context": root,
         "resource": root,
