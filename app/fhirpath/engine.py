@@ -128,6 +128,7 @@ def check_expression(
     functions: Functions = DEFAULT_FUNCTIONS,
     strict: bool = False,
     policy: bool = True,
+    open_variables: bool = False,
 ) -> Analysis:
     """Parse and type an expression over a focus type with declared %-variables (see `analysis.infer`).
 
@@ -140,7 +141,7 @@ def check_expression(
 
         return Analysis(UNKNOWN, [Diagnostic("error", f"syntax: {exc}", "spec", text)])
     return infer(tree, text, focus=focus, variables=variables, criterion=criterion, functions=functions,
-                 strict=strict, policy=policy)
+                 strict=strict, policy=policy, open_variables=open_variables)
 
 
 def to_decimal(value: Any) -> Decimal:

@@ -53,6 +53,7 @@ class _Place:
     focus: str | None
     variables: dict[str, Static] = field(default_factory=dict)
     criterion: str | None = None
+    open: bool = False  # the Library declaring the features is not at hand: unknown %-names are warnings
 
 
 def check_artifacts(resources: Iterable[Mapping[str, Any]]) -> list[Diagnostic]:
@@ -81,8 +82,8 @@ def check_artifact(
     rtype = resource.get("resourceType")
     if rtype == "Library":
         return _check_library(resource)[0]
-    features = _features_for(resource, features_of or {})
-    record = _Place(RECORD, {**ENGINE_VARIABLES, **features})
+    features, complete = _features_for(resource, features_of or {})
+    record = _Place(RECORD, {**ENGINE_VARIABLES, **features}, open=not complete)
     label = f"{rtype}/{resource.get('id', '')}"
     found: list[Diagnostic] = []
     if rtype == "PlanDefinition":
@@ -91,7 +92,7 @@ def check_artifact(
                 what = "the applicability condition" if condition.get("kind", "applicability") == "applicability" else (
                     f"the {condition.get('kind')} condition"
                 )
-                place = _Place(RECORD, record.variables, what)
+                place = _Place(RECORD, record.variables, what, record.open)
                 found += _check(label, f"{path}.condition[{j}].expression", condition.get("expression"), place)
             found += _dynamic_values(label, path, action, record)
     elif rtype == "ActivityDefinition":
@@ -109,7 +110,9 @@ def _check(label: str, element: str, expression: Any, place: _Place) -> list[Dia
     text = expression.get("expression")
     if not isinstance(text, str):
         return []
-    analysis = check_expression(text, focus=place.focus, variables=place.variables, criterion=place.criterion)
+    analysis = check_expression(
+        text, focus=place.focus, variables=place.variables, criterion=place.criterion, open_variables=place.open
+    )
     return [d.located(label, f"{element}.expression") for d in analysis.diagnostics]
 
 
@@ -135,13 +138,16 @@ def _dynamic_values(label: str, path: str, element: Mapping[str, Any], place: _P
     return found
 
 
-def _features_for(resource: Mapping[str, Any], features_of: Mapping[str, Mapping[str, Static]]) -> dict[str, Static]:
+def _features_for(
+    resource: Mapping[str, Any], features_of: Mapping[str, Mapping[str, Static]]
+) -> tuple[dict[str, Static], bool]:
+    """The case features an artifact's expressions read, and whether every Library it names is at hand."""
     named = [str(u).split("|")[0] for u in resource.get("library", []) or []]
     chosen = [features_of[u] for u in named if u in features_of] or list(features_of.values())
     out: dict[str, Static] = {}
     for features in chosen:
         out.update(features)
-    return out
+    return out, bool(features_of) and all(u in features_of for u in named)
 
 
 # -- Library: the case features --------------------------------------------------------------------------
@@ -232,7 +238,7 @@ def _measure(label: str, measure: Mapping[str, Any], record: _Place) -> list[Dia
         for p, population in enumerate(group.get("population", []) or []):
             codes = {c.get("code") for c in (population.get("code") or {}).get("coding", []) or []}
             criterion = None if _OBSERVATION in codes else "the population criterion"
-            place = _Place(RECORD, record.variables, criterion)
+            place = _Place(RECORD, record.variables, criterion, record.open)
             found += _check(label, f"Measure.group[{g}].population[{p}].criteria", population.get("criteria"), place)
         for s, stratifier in enumerate(group.get("stratifier", []) or []):
             found += _check(label, f"Measure.group[{g}].stratifier[{s}].criteria", stratifier.get("criteria"), record)
