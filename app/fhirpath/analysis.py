@@ -179,6 +179,7 @@ class _Infer:
         strict: bool,
         policy: bool,
         focus: Static,
+        open_variables: bool = False,
     ):
         self.text = text
         self.model = model
@@ -186,6 +187,7 @@ class _Infer:
         self.functions = functions
         self.strict = strict
         self.policy = policy
+        self.open_variables = open_variables
         self.focus = focus
         self.diagnostics: list[Diagnostic] = []
 
@@ -257,7 +259,10 @@ class _Infer:
         if name.startswith(("vs-", "ext-")):
             return STRING
         if self.variables is not None:
-            self.report("error", f"%{name} is not defined", node)
+            if self.open_variables:
+                self.report("warning", f"cannot check %{name}: nothing loaded declares it", node)
+            else:
+                self.report("error", f"%{name} is not defined", node)
         return UNKNOWN
 
     def type_name(self, spec: TypeSpec) -> str | None:
@@ -397,18 +402,20 @@ def infer(
     policy: bool = True,
     criterion: str | None = None,
     model: R4Model | None = None,
+    open_variables: bool = False,
 ) -> Analysis:
     """Type an expression over a focus of the given type, with the %-variables declared in `variables`.
 
     With `variables=None` any %-name is accepted (as unknown); with a mapping, a name neither in it
-    nor standard is an error. `criterion` names the place when the result must be one Boolean
-    ("the condition"). `strict` makes the lenient readings of the suite's strict mode errors; without
-    `policy`, the project's own rules for artifacts (a criterion that may hold several items, a
-    non-Boolean operand of `and`, `=` between incompatible types …) are warnings.
+    nor standard is an error (with `open_variables`, a warning: what declares it is not at hand).
+    `criterion` names the place when the result must be one Boolean ("the condition"). `strict` makes the
+    lenient readings of the suite's strict mode errors; without `policy`, the project's own rules for
+    artifacts (a criterion that may hold several items, a non-Boolean operand of `and`, `=` between
+    incompatible types …) are warnings.
     """
     model = model or r4()
     focus_static = focus if isinstance(focus, Static) else static_of(focus, False, model)
-    run = _Infer(text, model, variables, functions, strict, policy, focus_static)
+    run = _Infer(text, model, variables, functions, strict, policy, focus_static, open_variables)
     result = run.infer(tree, focus_static)
     if criterion:
         run.require_boolean(result, criterion, tree)

@@ -31,13 +31,15 @@ class Ctx:
 
     __slots__ = ("vars", "std", "env", "this", "index", "total", "root", "memo")
 
-    def __init__(self, variables: Any, std: dict[str, list], env: Any, root: list, memo: dict | None = None):
+    def __init__(
+        self, variables: Any, std: dict[str, list[Any]], env: Any, root: list[Any], memo: dict[str, Any] | None = None
+    ):
         self.vars = variables
         self.std = std
         self.env = env
         self.this = root
-        self.index: list = []
-        self.total: list = []
+        self.index: list[Any] = []
+        self.total: list[Any] = []
         self.root = root
         self.memo = memo  # results of subexpressions that read only %-variables, shared per scope
 
@@ -57,7 +59,7 @@ def const(values: list[Any]) -> Fn:
 # -- helpers --------------------------------------------------------------------------------------------
 
 
-def single(collection: list, what: str) -> Any:
+def single(collection: list[Any], what: str) -> Any:
     if not collection:
         return None
     if len(collection) > 1:
@@ -65,7 +67,7 @@ def single(collection: list, what: str) -> Any:
     return collection[0]
 
 
-def to_boolean(collection: list) -> bool | None:
+def to_boolean(collection: list[Any]) -> bool | None:
     """Singleton evaluation of a collection where a Boolean is expected."""
     if not collection:
         return None
@@ -116,7 +118,7 @@ def item_equal(x: Any, y: Any) -> bool | None:
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b if isinstance(a, bool) and isinstance(b, bool) else False
     if is_number(a) and is_number(b):
-        return a == b
+        return bool(a == b)
     if isinstance(a, Temporal) or isinstance(b, Temporal):
         pair = temporal_pair(a, b)
         if pair is None:
@@ -130,7 +132,7 @@ def item_equal(x: Any, y: Any) -> bool | None:
         return None if pair_q is None else pair_q[0] == pair_q[1]
     if type(a) is not type(b):
         return False
-    return a == b
+    return bool(a == b)
 
 
 def _normal_text(text: str) -> str:
@@ -173,7 +175,7 @@ def _same_at_least_precision(a: Decimal, b: Decimal, written_a: Decimal, written
 def compare_items(x: Any, y: Any) -> int | None:
     a, b = value_of(x), value_of(y)
     if is_number(a) and is_number(b):
-        return (a > b) - (a < b)
+        return int((a > b) - (a < b))
     if isinstance(a, str) and isinstance(b, str):
         return (a > b) - (a < b)
     if isinstance(a, Temporal) or isinstance(b, Temporal):
@@ -219,8 +221,8 @@ def item_key(item: Any) -> Any:
     return ("s", item)
 
 
-def distinct(collection: list) -> list:
-    seen: set = set()
+def distinct(collection: list[Any]) -> list[Any]:
+    seen: set[Any] = set()
     out = []
     for item in collection:
         key = item_key(item)
@@ -245,7 +247,7 @@ def to_string(item: Any) -> str | None:
     return None
 
 
-def string_input(collection: list, name: str) -> str | None:
+def string_input(collection: list[Any], name: str) -> str | None:
     item = single(collection, f"{name}()")
     if item is None:
         return None
@@ -262,11 +264,11 @@ def number(item: Any, what: str) -> int | Decimal:
     value = value_of(item)
     if not is_number(value):
         raise FHIRPathError(f"{what} expects a number, got {value!r}")
-    return value
+    return value  # type: ignore[no-any-return]
 
 
 
-def arith(op: str, a: Any, b: Any) -> list:
+def arith(op: str, a: Any, b: Any) -> list[Any]:
     x = a.data if type(a) is Node and a.type in ("integer", "positiveInt", "unsignedInt") else value_of(a)
     y = b.data if type(b) is Node and b.type in ("integer", "positiveInt", "unsignedInt") else value_of(b)
     if type(x) is int and type(y) is int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import calendar
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -162,7 +163,7 @@ def child_info(path: str | None, key: str) -> tuple[tuple[str, str | None, str |
     return info
 
 
-def navigator(key: str):
+def navigator(key: str) -> Callable[[Any, list[Any]], list[Any]]:
     """A function returning the children named `key` of every item (choice types resolved with the
     model); it keeps its own cache of the model lookups per parent path. Children of an element are
     remembered on its node, so that features sharing collections (the record's conditions, say)
@@ -395,7 +396,8 @@ class Temporal:
         """Parts in UTC when a time of day and an offset are present (comparison basis)."""
         if self.kind == "time" or self.precision < 4 or self.tz is None:
             return self.parts
-        moment = datetime(*self.parts, tzinfo=timezone(timedelta(minutes=self.tz))).astimezone(UTC)
+        y, mo, d, h, mi, s, us = self.parts
+        moment = datetime(y, mo, d, h, mi, s, us, tzinfo=timezone(timedelta(minutes=self.tz))).astimezone(UTC)
         return (
             moment.year,
             moment.month,
@@ -441,15 +443,8 @@ class Temporal:
             d = min(d, calendar.monthrange(y, mo)[1])
             moment = datetime(y, mo, d, h, mi, s, us)
         else:
-            seconds = {
-                "week": 604800,
-                "day": 86400,
-                "hour": 3600,
-                "minute": 60,
-                "second": 1,
-                "millisecond": Decimal("0.001"),
-            }[unit]
-            delta = amount * seconds
+            seconds = _SECONDS[unit]
+            delta: Decimal = Decimal(amount) * Decimal(seconds)
             if self.kind != "time" and self.precision <= 3:
                 # a date moves by whole days
                 delta = Decimal(int(delta / 86400)) * 86400
@@ -586,7 +581,7 @@ _CALENDAR = {
     "milliseconds": "millisecond",
     "ms": "millisecond",
 }
-_SECONDS = {
+_SECONDS: dict[str, Decimal | int] = {
     "week": 604800,
     "day": 86400,
     "hour": 3600,
