@@ -197,12 +197,12 @@ def _display_of(resource: Mapping[str, Any]) -> str | None:
         concept = resource.get(key)
         if isinstance(concept, dict):
             if concept.get("text"):
-                return concept["text"]
+                return str(concept["text"])
             for coding in concept.get("coding", []) or []:
                 if coding.get("display"):
-                    return coding["display"]
+                    return str(coding["display"])
                 if coding.get("code"):
-                    return coding["code"]
+                    return str(coding["code"])
     if resource.get("resourceType") == "QuestionnaireResponse":
         return resource.get("questionnaire")
     if resource.get("resourceType") == "Patient":
