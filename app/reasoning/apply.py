@@ -59,7 +59,14 @@ from app.reasoning.features import (
     reference_to,
 )
 from app.reasoning.knowledge import Artifact, KnowledgeBase
-from app.reasoning.outcomes import INCOMPLETE, OutcomeWording, not_evaluated_action, outcome_extensions, translated
+from app.reasoning.outcomes import (
+    INCOMPLETE,
+    OutcomeWording,
+    not_evaluated_action,
+    note_incomplete,
+    outcome_extensions,
+    translated,
+)
 from app.reasoning.walk import Outcome, PlanWalk, Step, answering_actions
 
 SDC_TEMP = "http://hl7.org/fhir/uv/sdc/CodeSystem/temp"
@@ -367,7 +374,7 @@ class _Run:
         if verdict.failed:
             # it applies even with those features unknown; say that its evidence is incomplete
             failures = self.failures_behind(step, verdict.failed)
-            out.setdefault("extension", []).extend(outcome_extensions(INCOMPLETE, failures))
+            out["extension"] = [*out.get("extension", []), *outcome_extensions(INCOMPLETE, failures)]
         target = step.target
         children: list[dict[str, Any]] = []
         for child in step.children:
@@ -435,6 +442,8 @@ class _Run:
         ):
             resource["priority"] = out["priority"]
         self.dynamic_values(step.plan, action, path, step.features, out, resource)
+        if step.verdict.failed:
+            note_incomplete(self._wording, out, step.plan.resource.get("language") or "en")
         if resource is not None:
             self.contained.append(resource)
             out["resource"] = {"reference": f"#{resource['id']}"}
