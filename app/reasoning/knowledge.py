@@ -52,11 +52,11 @@ class Artifact:
 
     @property
     def resource_type(self) -> str:
-        return self.resource["resourceType"]
+        return str(self.resource["resourceType"])
 
     @property
     def id(self) -> str:
-        return self.resource["id"]
+        return str(self.resource["id"])
 
     @property
     def url(self) -> str | None:

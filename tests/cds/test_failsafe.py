@@ -113,3 +113,14 @@ def test_a_call_without_failures_is_not_marked_incomplete(cds):
     body = call(cds, "skane", "cancer")
     assert "extension" not in body
     assert all(EVALUATION not in (c.get("extension") or {}) for c in body["cards"])
+
+
+@pytest.mark.parametrize(("variant", "words"), [("skane", "Bedömd på ofullständigt underlag"),
+                                                ("midtjylland", "Vurderet på ufuldstændigt grundlag")])
+def test_a_card_that_applies_despite_a_failed_input_says_its_evidence_is_incomplete(cds, cds_app, variant, words):
+    with failing(cds_app, "redFlagRf4"):
+        cards = call(cds, variant, "cancer")["cards"]
+    incomplete = [c for c in cards if (c.get("extension") or {}).get(EVALUATION, {}).get("status") == "incomplete"]
+    assert incomplete, [c["summary"] for c in cards]
+    assert all(words in c["detail"] for c in incomplete)
+    assert all(c["extension"][EVALUATION]["failedFeatures"] == ["redFlagRf4"] for c in incomplete)
