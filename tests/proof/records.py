@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.reasoning.apply import apply_plan_definition
+from app.reasoning import apply_plan_definition
 from tests.cds.patients import TODAY, ago, patients
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10"

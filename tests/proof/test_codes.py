@@ -19,8 +19,7 @@ import re
 
 import pytest
 
-from app.reasoning.features import evaluate_features, patient_context
-from app.reasoning.fhirpath import compile_expression, to_json
+from app.reasoning import compile_expression, evaluate_features, patient_context, to_json
 from tests.cds.patients import TODAY
 from tests.proof import figures
 from tests.proof.model import Model, RuleAction, knowledge, model, variants
