@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from app.reasoning.knowledge import KnowledgeBase
+from app.reasoning import KnowledgeBase
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = [ROOT / "valuesets", ROOT / "questionnaires", ROOT / "plandefinitions"]

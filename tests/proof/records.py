@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.reasoning.apply import apply_plan_definition
+from app.reasoning import apply_plan_definition
 from tests.cds.patients import TODAY, ago, patients
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
@@ -32,6 +32,7 @@ SCT = "http://snomed.info/sct"
 PATIENT_REFERRAL = {"coding": [{"system": SCT, "code": "3457005", "display": "Patient referral"}]}
 REFERRAL_CATEGORY = {"coding": [{"system": SCT, "code": "3457005"}]}
 SUBJECT_ID = "clean"
+SECOND = "second-coding:"  # a form's system prefix: the code is the second coding of its CodeableConcept
 PATIENT_BUNDLES = Path(__file__).resolve().parents[1] / "data" / "patients"
 
 
@@ -65,13 +66,14 @@ def forms(system: str, code: str) -> list[tuple[str, str, str]]:
             ("sks-medcom", SKS_MEDCOM, "D" + flat),
             ("sks-no-marker", SKS, dotted(flat)),
             ("sks-sub", SKS, "D" + sub.replace(".", "")),
+            ("second-coding", SECOND + ICD10, dotted(flat)),
         ]
     if system == ATC:
-        out = [("atc", ATC, code), ("atc-lower", ATC, code.lower())]
+        out = [("atc", ATC, code), ("atc-lower", ATC, code.lower()), ("second-coding", SECOND + ATC, code)]
         if len(code) < 7:  # a full substance code below the listed group
             out.append(("atc-sub", ATC, (code + "01")[:7] if len(code) == 5 else code + "X"))
         return out
-    return [("exact", system, code)]
+    return [("exact", system, code), ("second-coding", SECOND + system, code)]
 
 
 def categories(valueset: dict) -> list[tuple[str, str]]:
@@ -98,7 +100,13 @@ class Place:
     status: dict[str, Any]  # the status elements of the resource
 
 
+OTHER_CODING = {"system": "http://example.org/local-codes", "code": "x-1", "display": "local code"}
+
+
 def _cc(system: str, code: str) -> dict[str, Any]:
+    """The code as a CodeableConcept; the form 'second-coding' puts a local coding before it."""
+    if system.startswith(SECOND):
+        return {"coding": [dict(OTHER_CODING), {"system": system[len(SECOND):], "code": code}], "text": "finding"}
     return {"coding": [{"system": system, "code": code}]}
 
 
@@ -106,6 +114,7 @@ def _clinical(code: str) -> dict[str, Any]:
     return {"clinicalStatus": {"coding": [{"system": CLINICAL, "code": code}]}}
 
 
+REFUTED = {"verificationStatus": {"coding": [{"system": VERIFICATION, "code": "refuted"}]}}
 ENTERED_IN_ERROR_CONDITION = {"verificationStatus": {"coding": [{"system": VERIFICATION, "code": "entered-in-error"}]}}
 
 # source collection of the Library -> the places of the data contract and whether each counts
@@ -113,13 +122,19 @@ SOURCE_PLACES: dict[str, list[Place]] = {
     "activeConditions": [
         Place("Condition active", True, "Condition", _clinical("active")),
         Place("Condition recurrence", True, "Condition", _clinical("recurrence")),
+        Place("Condition relapse", True, "Condition", _clinical("relapse")),
         Place("Condition resolved", False, "Condition", _clinical("resolved")),
+        Place("Condition inactive", False, "Condition", _clinical("inactive")),
+        Place("Condition remission", False, "Condition", _clinical("remission")),
+        Place("Condition refuted", False, "Condition", {**_clinical("active"), **REFUTED}),
         Place("Condition entered-in-error", False, "Condition", ENTERED_IN_ERROR_CONDITION),
     ],
     # 'any clinical status' (previous cancer, structural deformity)
     "conditions": [
         Place("Condition active", True, "Condition", _clinical("active")),
         Place("Condition resolved", True, "Condition", _clinical("resolved")),
+        Place("Condition remission", True, "Condition", _clinical("remission")),
+        Place("Condition refuted", False, "Condition", {**_clinical("resolved"), **REFUTED}),
         Place("Condition entered-in-error", False, "Condition", ENTERED_IN_ERROR_CONDITION),
     ],
     "lbpConditions": [
@@ -130,21 +145,27 @@ SOURCE_PLACES: dict[str, list[Place]] = {
     "observations": [
         Place("Observation final", True, "Observation", {"status": "final"}),
         Place("Observation amended", True, "Observation", {"status": "amended"}),
+        Place("Observation cancelled", False, "Observation", {"status": "cancelled"}),
         Place("Observation entered-in-error", False, "Observation", {"status": "entered-in-error"}),
     ],
     "activeMedicationCodes": [
         Place("MedicationStatement active", True, "MedicationStatement", {"status": "active"}),
         Place("MedicationStatement stopped", False, "MedicationStatement", {"status": "stopped"}),
+        Place("MedicationStatement completed", False, "MedicationStatement", {"status": "completed"}),
+        Place("MedicationStatement entered-in-error", False, "MedicationStatement", {"status": "entered-in-error"}),
         Place("MedicationRequest active", True, "MedicationRequest", {"status": "active", "intent": "order"}),
         Place("MedicationRequest stopped", False, "MedicationRequest", {"status": "stopped", "intent": "order"}),
+        Place("MedicationRequest completed", False, "MedicationRequest", {"status": "completed", "intent": "order"}),
     ],
     "procedures": [
         Place("Procedure completed", True, "Procedure", {"status": "completed"}),
+        Place("Procedure not-done", False, "Procedure", {"status": "not-done"}),
         Place("Procedure entered-in-error", False, "Procedure", {"status": "entered-in-error"}),
     ],
     "imagingReports": [
         Place("DiagnosticReport final", True, "DiagnosticReport", {"status": "final"}),
         Place("DiagnosticReport amended", True, "DiagnosticReport", {"status": "amended"}),
+        Place("DiagnosticReport preliminary", False, "DiagnosticReport", {"status": "preliminary"}),
         Place("DiagnosticReport entered-in-error", False, "DiagnosticReport", {"status": "entered-in-error"}),
     ],
     "imagingStudies": [

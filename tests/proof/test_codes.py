@@ -19,8 +19,7 @@ import re
 
 import pytest
 
-from app.reasoning.features import evaluate_features, patient_context
-from app.reasoning.fhirpath import compile_expression, to_json
+from app.reasoning import compile_expression, evaluate_features, patient_context, to_json
 from tests.cds.patients import TODAY
 from tests.proof import figures
 from tests.proof.model import Model, RuleAction, knowledge, model, variants
@@ -87,11 +86,12 @@ def positive(value: list) -> bool:
     return bool(value) and value != [False]
 
 
-def _evaluate(kb, record, drafts, hook):
+def _evaluate(kb, record, drafts, hook, only=None):
+    """The case features (`only` those and what they read) for a record, as the service evaluates them."""
     patient = next(r for r in record if r["resourceType"] == "Patient")
     context = patient_context(record, subject=patient, today=TODAY, draft_orders=drafts,
                               selections=drafts if hook == "order-sign" else [], terminology=kb.terminology)
-    return evaluate_features(kb, model().library, context)
+    return evaluate_features(kb, model().library, context, only=only)
 
 
 VALUESETS = model().valuesets_read()
@@ -122,16 +122,19 @@ def test_every_code_in_every_form_and_place(valueset):
         decided_by_sources = m.depends[read.feature] <= set(SOURCE_PLACES)
         if hook not in base_values:
             base_values[hook] = _evaluate(kb, base, [], hook).values()
-        base_selected[(hook, read.selection)] = len(to_json(_evaluate(kb, base, [], hook).evaluate(selection)))
+        only = [read.feature, read.source]
+        base_selected[(hook, read.selection)] = len(to_json(_evaluate(kb, base, [], hook, only).evaluate(selection)))
         expected = {v: expected_actions(m, v, read.feature, valueset, hook) for v in variants()}
         for i, (system, code) in enumerate(codes):
             all_forms = forms(system, code)
+            counting = [p for p in SOURCE_PLACES[read.source] if p.counts]
+            not_counting = [p for p in SOURCE_PLACES[read.source] if not p.counts]
             for place in SOURCE_PLACES[read.source]:
                 for n, (form, form_system, form_code) in enumerate(all_forms):
                     resource = build(place, read.element, form_system, form_code, n)
                     record, drafts = (base, [resource]) if read.source == "selections" else (base + [resource], [])
                     where = f"{read.feature} {form_system}|{form_code} ({form}) in {place.name}"
-                    values = _evaluate(kb, record, drafts, hook)  # FeatureValues
+                    values = _evaluate(kb, record, drafts, hook, only)  # FeatureValues
                     figures.count("codes: feature evaluations (code x form x place)")
                     errors = [i.text for i in values.issues if i.severity in ("error", "fatal")]
                     if errors:
@@ -149,8 +152,15 @@ def test_every_code_in_every_form_and_place(valueset):
                         if not place.counts and value != base_values[hook][read.feature]:
                             failures.append(f"{where}: %{read.feature} = {value} changed by a place that "
                                             "does not count")
-                    # the rule actions in every variant: every form of the first code, one form of the others
-                    if i > 0 and n != i % len(all_forms):
+                    # the rule actions in every variant: for the first code every form (in the first place
+                    # that counts) and every place (in the first form); for the others one form and two places,
+                    # one that counts and one that does not, both rotating over the codes
+                    if i == 0:
+                        if n > 0 and place is not counting[0]:
+                            continue
+                    elif n != i % len(all_forms) or place not in (counting[i % len(counting)],
+                                                                  not_counting[i % len(not_counting)]
+                                                                  if not_counting else None):
                         continue
                     for variant, spec in variants().items():
                         care_plan, issues = apply(kb, spec["pathway"], record, hook, drafts)
@@ -188,8 +198,9 @@ CDS_CASES = cds_cases()
 @pytest.mark.parametrize(("valueset", "feature", "source", "element", "variant"), CDS_CASES,
                          ids=[f"{c[1]}-{c[0].rsplit('/', 1)[-1]}-{c[3] or 'item'}-{c[4]}" for c in CDS_CASES])
 def test_cards_through_the_cds_service(cds, valueset, feature, source, element, variant):
-    """The first code of the ValueSet, in every documented form, through the CDS service: status 200 and a card
-    with the rule's indicator for every expected rule action; no card for it from a place that does not count."""
+    """The first code of the ValueSet through the CDS service, in every documented form (in the first place that
+    counts) and in every place (in the first form): status 200 and a card with the rule's indicator for every
+    expected rule action; no new card for it from a place that does not count."""
     m = model()
     hook = HOOK_OF_SOURCE[source]
     system, code = categories(m.valueset(valueset))[0]
@@ -199,8 +210,11 @@ def test_cards_through_the_cds_service(cds, valueset, feature, source, element, 
     assert r.status_code == 200, r.get_json()
     before = {(frozenset(card_rules(c)), c["indicator"]) for c in r.get_json()["cards"]}
     failures = []
+    first_counting = next(p for p in SOURCE_PLACES[source] if p.counts)
     for n, (form, form_system, form_code) in enumerate(forms(system, code)):
         for place in SOURCE_PLACES[source]:
+            if n > 0 and place is not first_counting:
+                continue  # every form in the first place that counts; every place in the first form
             resource = build(place, element, form_system, form_code, n)
             record, drafts = (base, [resource]) if source == "selections" else (base + [resource], [])
             r = cds.post(f"/cds-services/lbp-{hook}-{variant}", hook_body(hook, record, drafts))
@@ -217,4 +231,37 @@ def test_cards_through_the_cds_service(cds, valueset, feature, source, element, 
                 if not place.counts and card in cards and card not in before:
                     failures.append(f"{where}: a {action.indicator} card for {action.id} from a place that "
                                     "does not count")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("valueset", VALUESETS, ids=[v.rsplit("/", 1)[-1] for v in VALUESETS])
+def test_every_code_of_a_valueset_at_once(valueset):
+    """A record holding every code of the ValueSet together, twice (the WHO and the SKS form or two codings),
+    in every place that counts: no expression may assume one such resource (a singleton criterion, a
+    comparison of collections), and the feature is positive."""
+    m, kb = model(), knowledge()
+    failures = []
+    for read in [r for r in m.reads if r.valueset == valueset]:
+        hook = HOOK_OF_SOURCE[read.source]
+        added = []
+        for system, code in categories(m.valueset(valueset)):
+            all_forms = forms(system, code)
+            for form in {all_forms[0], all_forms[-1]}:
+                for place in SOURCE_PLACES[read.source]:
+                    if place.counts:
+                        added.append(build(place, read.element, form[1], form[2], len(added)))
+        base = base_record()
+        record, drafts = (base, added) if read.source == "selections" else (base + added, [])
+        values = _evaluate(kb, record, drafts, hook)
+        figures.count("codes: every code of a ValueSet in one record")
+        errors = [i.text for i in values.issues if i.severity in ("error", "fatal")]
+        if errors:
+            failures.append(f"{read.feature} with {len(added)} resources: {errors[0][:300]}")
+        elif m.depends[read.feature] <= set(SOURCE_PLACES) and not positive(values.value(read.feature)):
+            failures.append(f"{read.feature} with {len(added)} resources: not positive")
+        for variant, spec in variants().items():
+            care_plan, issues = apply(kb, spec["pathway"], record, hook, drafts)
+            errors = [i.text for i in issues if i.severity in ("error", "fatal")]
+            if errors:
+                failures.append(f"{read.feature} with {len(added)} resources, {variant}: {errors[0][:300]}")
     assert not failures, "\n".join(failures)

@@ -16,7 +16,7 @@ import re
 
 import pytest
 
-from app.reasoning.knowledge import KnowledgeBase
+from app.reasoning import KnowledgeBase
 from tests.proof import figures
 from tests.proof.model import LIBRARY, artifacts, knowledge, model, variants
 from tests.proof.records import applied_actions, apply, card_rules, hook_body, reference_records

@@ -81,7 +81,7 @@ class UnknownRuns:
         self.kb = None
 
     def __call__(self, feature: str) -> set[str]:
-        from app.reasoning.knowledge import KnowledgeBase
+        from app.reasoning import KnowledgeBase
         from tests.proof.model import artifacts
         from tests.proof.records import applied_ids, apply
 
