@@ -105,7 +105,8 @@ def extension_issues(defs: CoreDefinitions, holder: dict[str, Any], base: str, p
     """The issues of the extensions held by one element (`holder`)."""
     issues: list[Issue] = []
     contexts: set[str] | None = None
-    parent = defs.extensions.get(holder.get("url", "")) if type_name == "Extension" else None
+    holder_url = holder.get("url")
+    parent = defs.extensions.get(holder_url) if type_name == "Extension" and isinstance(holder_url, str) else None
     for field in ("extension", "modifierExtension"):
         items = holder.get(field)
         if type(items) is not list:
@@ -119,7 +120,7 @@ def extension_issues(defs: CoreDefinitions, holder: dict[str, Any], base: str, p
             counts[url] += 1
             if type_name == "Extension" and _is_relative(url):
                 if parent is not None:
-                    issues.extend(_sub_extension(parent, holder.get("url", ""), extension, where, counts[url]))
+                    issues.extend(_sub_extension(parent, holder_url, extension, where, counts[url]))
                 continue
             definition = defs.extensions.get(url)
             if definition is None:
