@@ -134,3 +134,12 @@ def test_every_core_invariant_is_evaluated_or_listed_with_a_reason():
 def test_write_level_does_not_run_the_rule_layer():
     assert validate_at_level(risk(150), "write") == []
     assert any(i.text.startswith("ras-2") for i in validate_at_level(risk(150), "full"))
+
+
+def test_malformed_content_is_reported_not_raised():
+    condition = {"resourceType": "Condition", "text": NARRATIVE, "subject": {"reference": "Patient/p1"},
+                 "clinicalStatus": {"coding": True}, "extension": [{"url": ["not", "a", "string"]}]}
+    issues = validate_resource(condition, check_rules=True)
+    places = {(i.code, e) for i in issues if i.is_error for e in i.expression}
+    assert ("value", "Condition.clinicalStatus.coding") in places or ("structure", "Condition.clinicalStatus.coding") \
+        in places
