@@ -8,7 +8,7 @@ One walk over a resource visits every element with its StructureDefinition path 
   element's own definition in the snapshot, those of a definition it reuses (`contentReference`),
   those of its data type and of a core profile on that type (SimpleQuantity). Severity error gives an
   error issue, warning a warning; the issue's text starts with the key (`ras-2: Must be <= 100`) and
-  its diagnostics carry the expression. Each distinct set is compiled once per process (`_rules`).
+  its diagnostics carry the expression. Each distinct set is compiled once per process (`rules_for`).
   `ele-1` and `ext-1`, which stand on every element and every extension, are decided in Python with
   the same meaning as their expressions (`tests/validation/test_invariants.py` compares the two on the
   engine). `txt-1` and `txt-2` (`htmlChecks()`) run on the engine with the narrative check of
@@ -23,8 +23,8 @@ One walk over a resource visits every element with its StructureDefinition path 
   history rules (`bundles.py`); for conformance resources, what the spec text requires beyond the
   invariants (`conformance_resources.py`).
 
-An empty result of an invariant is no verdict and passes, as for the HL7 validator; an evaluation
-error is reported as a warning naming the key and the engine's message, never dropped.
+An empty result of an invariant is no verdict and passes; an evaluation error is reported as a
+warning naming the key and the engine's message, never dropped.
 """
 from __future__ import annotations
 
