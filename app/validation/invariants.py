@@ -161,8 +161,8 @@ class RuleWalk:
 
     def resource(self, data: dict[str, Any], location: str, root: fp.Node | None = None) -> None:
         resource_type = data.get("resourceType")
-        if not isinstance(resource_type, str) or resource_type not in self.defs.elements:
-            return
+        if not isinstance(resource_type, str) or resource_type not in self.defs.bases:
+            return  # not a type of R4: the schema layer reports it
         node = fp.root_node(data)
         self._checked(conformance_issues, location, data, location)
         if resource_type != "Bundle":
