@@ -243,7 +243,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             continue
         for name, resource in items:
             resources.append(resource)
-            issues = validate_resource(resource)
+            issues = validate_resource(resource, check_rules=True)
             for issue in issues:
                 where = ", ".join(issue.expression) or resource.get("resourceType", "?")
                 print(f"{name}: {issue.severity}: {where}: {issue.text}")

@@ -52,7 +52,8 @@ def model_errors(resource: dict[str, Any]) -> list[ModelError]:
             ModelError(tuple(e["loc"]), e["type"], e["msg"], e.get("input"), e.get("ctx"))
             for e in error.errors(include_url=False)
         ]
-    except (KeyError, ValueError, TypeError) as error:
+    except (KeyError, ValueError, TypeError, AttributeError) as error:
+        # some fhir_core validators call string methods before checking the type (a url given as a number)
         return [ModelError((), "model-error", f"{type(error).__name__}: {error}")]
     return []
 

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.validation import validate_resource, warm_up  # noqa: E402
 from app.validation.compiler import definitions  # noqa: E402
+from app.validation.invariants import rule_issues  # noqa: E402
 from app.validation.models import model_issues  # noqa: E402
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "synthea"
@@ -72,17 +73,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(resources)} resources; schema load and compile of their types: "
           f"{time.perf_counter() - started:.2f} s")
 
-    def layers(check_model: bool, check_schema: bool) -> Callable[[dict[str, Any]], Any]:
+    def layers(check_model: bool, check_schema: bool, check_rules: bool = False) -> Callable[[dict[str, Any]], Any]:
         return lambda r: validate_resource(r, check_model=check_model, check_schema=check_schema,
-                                           bundle_type="transaction")
+                                           check_rules=check_rules, bundle_type="transaction")
 
+    started = time.perf_counter()
+    for resource in resources[:200]:
+        rule_issues(resource, resource["resourceType"])  # compiles the invariants of the types met
+    print(f"rule layer: definitions load and invariant compile on first use: {time.perf_counter() - started:.2f} s")
     runs = {
         "own checks only (check_schema=False, check_model=False)": layers(False, False),
         "write: schema + own checks (check_model=False)": layers(False, True),
         "R4B models alone": lambda r: model_issues(r, r["resourceType"]),
-        "full: schema + own checks + R4B models": layers(True, True),
+        "rule layer alone (invariants, bindings, extensions, ...)": lambda r: rule_issues(r, r["resourceType"]),
+        "schema + own checks + R4B models (full before the rules)": layers(True, True),
+        "full: schema + own checks + R4B models + rule layer": layers(True, True, True),
     }
-    errors = sum(1 for r in resources for i in layers(True, True)(r) if i.is_error)
+    errors = sum(1 for r in resources for i in layers(True, True, True)(r) if i.is_error)
     figures = {name: per_resource_ms(check, resources) for name, check in runs.items()}
     baseline = per_resource_ms(jsonschema_baseline(), resources[: args.baseline])
     for name, ms in figures.items():

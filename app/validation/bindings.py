@@ -48,7 +48,8 @@ def binding_issues(defs: CoreDefinitions, binding: list[str], path: str, type_na
         return [Issue(severity, "code-invalid",
                       f"Coding {data.get('system', '(no system)')}|{code} is not in {where}", [location])]
     if type_name == "CodeableConcept":
-        codings = [c for c in data.get("coding") or [] if type(c) is dict and c.get("code") is not None]
+        coding = data.get("coding")
+        codings = [c for c in coding if type(c) is dict and c.get("code") is not None] if type(coding) is list else []
         if not codings or any(_in_value_set(expansion, c.get("system"), c.get("code")) for c in codings):
             return []
         shown = ", ".join(f"{c.get('system', '(no system)')}|{c.get('code')}" for c in codings[:3])

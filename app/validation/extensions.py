@@ -14,11 +14,14 @@ For every `extension` and `modifierExtension` of an element (https://hl7.org/fhi
   `-allow-example-urls`), where it is a warning. `TRUSTED_EXTENSION_DOMAINS` plays that part here:
   HL7's own namespace (extensions of IGs such as SDC and CPG, whose definitions this server does not
   ship; the R4 package's own examples use `valueset-definition` from it), this project's canonical
-  base, and the example domains.
+  base, and the example domains; `LBP_VALIDATION_EXTENSION_DOMAINS` (comma-separated URL prefixes, or
+  `any`) adds to them, as `-extension` does for the HL7 validator.
 """
 from __future__ import annotations
 
+import os
 from collections import Counter
+from functools import cache
 from typing import Any
 
 from app.errors import Issue
@@ -36,7 +39,21 @@ TRUSTED_EXTENSION_DOMAINS = (
     "http://acme.org/",
     "http://nema.org/",
 )
-_PRIMITIVE_STARTS = frozenset("abcdefghijklmnopqrstuvwxyz")
+DOMAINS_SETTING = "LBP_VALIDATION_EXTENSION_DOMAINS"
+
+
+@cache
+def trusted_domains() -> tuple[str, ...] | None:
+    """The URL prefixes whose unknown extensions are warnings; None: every domain (`any`)."""
+    extra = [d.strip() for d in os.environ.get(DOMAINS_SETTING, "").split(",") if d.strip()]
+    if "any" in extra:
+        return None
+    return TRUSTED_EXTENSION_DOMAINS + tuple(extra)
+
+
+def _trusted(url: str) -> bool:
+    domains = trusted_domains()
+    return domains is None or url.startswith(domains)
 
 
 def _value_type(extension: dict[str, Any]) -> str | None:
@@ -88,7 +105,8 @@ def extension_issues(defs: CoreDefinitions, holder: dict[str, Any], base: str, p
     """The issues of the extensions held by one element (`holder`)."""
     issues: list[Issue] = []
     contexts: set[str] | None = None
-    parent = defs.extensions.get(holder.get("url", "")) if type_name == "Extension" else None
+    holder_url = holder.get("url")
+    parent = defs.extensions.get(holder_url) if type_name == "Extension" and isinstance(holder_url, str) else None
     for field in ("extension", "modifierExtension"):
         items = holder.get(field)
         if type(items) is not list:
@@ -102,7 +120,7 @@ def extension_issues(defs: CoreDefinitions, holder: dict[str, Any], base: str, p
             counts[url] += 1
             if type_name == "Extension" and _is_relative(url):
                 if parent is not None:
-                    issues.extend(_sub_extension(parent, holder.get("url", ""), extension, where, counts[url]))
+                    issues.extend(_sub_extension(parent, holder_url, extension, where, counts[url]))
                 continue
             definition = defs.extensions.get(url)
             if definition is None:
@@ -115,10 +133,10 @@ def extension_issues(defs: CoreDefinitions, holder: dict[str, Any], base: str, p
 
 
 def _unknown(url: str, field: str, where: str) -> Issue:
-    if field == "modifierExtension" and not url.startswith(TRUSTED_EXTENSION_DOMAINS):
+    if field == "modifierExtension" and not _trusted(url):
         return Issue("error", "structure", f"The modifier extension {url} is unknown: a modifier extension "
                      "that cannot be understood makes the element unusable", [where])
-    if url.startswith(TRUSTED_EXTENSION_DOMAINS):
+    if _trusted(url):
         kind = "modifier extension" if field == "modifierExtension" else "extension"
         return Issue("warning", "informational", f"Unknown {kind} {url}: its definition is not known "
                      "here, so its content is not checked", [where])

@@ -8,7 +8,7 @@ One walk over a resource visits every element with its StructureDefinition path 
   element's own definition in the snapshot, those of a definition it reuses (`contentReference`),
   those of its data type and of a core profile on that type (SimpleQuantity). Severity error gives an
   error issue, warning a warning; the issue's text starts with the key (`ras-2: Must be <= 100`) and
-  its diagnostics carry the expression. Each distinct set is compiled once per process (`_rules`).
+  its diagnostics carry the expression. Each distinct set is compiled once per process (`rules_for`).
   `ele-1` and `ext-1`, which stand on every element and every extension, are decided in Python with
   the same meaning as their expressions (`tests/validation/test_invariants.py` compares the two on the
   engine). `txt-1` and `txt-2` (`htmlChecks()`) run on the engine with the narrative check of
@@ -23,8 +23,8 @@ One walk over a resource visits every element with its StructureDefinition path 
   history rules (`bundles.py`); for conformance resources, what the spec text requires beyond the
   invariants (`conformance_resources.py`).
 
-An empty result of an invariant is no verdict and passes, as for the HL7 validator; an evaluation
-error is reported as a warning naming the key and the engine's message, never dropped.
+An empty result of an invariant is no verdict and passes; an evaluation error is reported as a
+warning naming the key and the engine's message, never dropped.
 """
 from __future__ import annotations
 
@@ -161,16 +161,16 @@ class RuleWalk:
 
     def resource(self, data: dict[str, Any], location: str, root: fp.Node | None = None) -> None:
         resource_type = data.get("resourceType")
-        if not isinstance(resource_type, str) or resource_type not in self.defs.elements:
-            return
+        if not isinstance(resource_type, str) or resource_type not in self.defs.bases:
+            return  # not a type of R4: the schema layer reports it
         node = fp.root_node(data)
-        self.issues.extend(conformance_issues(data, location))
+        self._checked(conformance_issues, location, data, location)
         if resource_type != "Bundle":
             self.element(node, resource_type, location, node, root or node, is_resource=True)
             return
         outer, self.references = self.references, []
         self.element(node, resource_type, location, node, root or node, is_resource=True)
-        self.issues.extend(bundle_rule_issues(data, location, self.references))
+        self._checked(bundle_rule_issues, location, data, location, self.references)
         self.references = outer
 
     # ------------------------------------------------------------------ elements
@@ -191,9 +191,9 @@ class RuleWalk:
         if type_name == "Reference" and type(data) is dict and type(data.get("reference")) is str:
             self.references.append((f"{location}.reference", data["reference"]))
         if rules.binding is not None:
-            self.issues.extend(binding_issues(self.defs, rules.binding, path, type_name, data, location))
+            self._checked(binding_issues, location, self.defs, rules.binding, path, type_name, data, location)
         if type(data) is not dict:
-            self.issues.extend(primitive_issues(type_name, data, location))
+            self._checked(primitive_issues, location, type_name, data, location)
             return
         if type_name == "Extension" and not is_resource:
             has_children = "extension" in data
@@ -216,7 +216,7 @@ class RuleWalk:
             base = type_name
         choices = defs.choices.get(base, {})
         if not extensions_done and ("extension" in data or "modifierExtension" in data):
-            self.issues.extend(extension_issues(defs, data, base, path, type_name, location, is_resource))
+            self._checked(extension_issues, location, defs, data, base, path, type_name, location, is_resource)
         for field, value in data.items():
             if field == "resourceType":
                 continue
@@ -267,12 +267,24 @@ class RuleWalk:
 
     def _primitive_extension(self, ext: Any, path: str, location: str) -> None:
         if type(ext) is dict and ext.get("extension"):
-            self.issues.extend(extension_issues(self.defs, ext, path, path, "Element", location, False,
-                                                primitive=True))
+            self._checked(extension_issues, location, self.defs, ext, path, path, "Element", location, False,
+                          primitive=True)
             holder = fp.extension_holder(ext)
             self._children(holder, "Element", "Element", location, holder, holder, False, extensions_done=True)
 
     # ------------------------------------------------------------------ evaluation
+
+    def _checked(self, check: Any, location: str, *args: Any, **kwargs: Any) -> None:
+        """Run one check; content too malformed for it is reported at the element, never raised.
+
+        The schema layer reports what is malformed; this says which rule could not look at it.
+        """
+        try:
+            self.issues.extend(check(*args, **kwargs))
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+            self.issues.append(Issue("warning", "processing", f"The {check.__module__.rsplit('.', 1)[-1]} "
+                                     f"rules could not check this element: its content is malformed "
+                                     f"({type(exc).__name__})", [location]))
 
     def _evaluate(self, invariant: fp.Invariant, node: fp.Node, location: str, resource: fp.Node,
                   root: fp.Node, path: str) -> None:

@@ -77,3 +77,12 @@ def test_invariant_issues_carry_key_and_expression_in_diagnostics(client):
     [issue] = [i for i in issues if i["details"]["text"].startswith("ras-2:")]
     assert issue["code"] == "invariant"
     assert issue["diagnostics"].startswith("ras-2 (RiskAssessment.prediction): ")
+
+
+def test_malformed_content_gets_an_outcome_not_a_server_error(client):
+    malformed = {"resourceType": "Condition", "subject": {"reference": "Patient/p1"},
+                 "clinicalStatus": {"coding": True}, "extension": [{"url": 3, "valueString": "x"}],
+                 "text": {"status": "generated", "div": 5}}
+    r = client.post("/fhir/Condition/$validate", json=malformed, content_type=FHIR)
+    assert r.status_code == 200
+    assert any(i["severity"] == "error" and i.get("expression") for i in r.get_json()["issue"])

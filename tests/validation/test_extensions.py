@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from app.validation import validate_resource
+from app.validation.extensions import DOMAINS_SETTING, trusted_domains
 
 NARRATIVE = {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml"><p>x</p></div>'}
 BIRTH_PLACE = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace"
@@ -75,3 +76,20 @@ def test_unknown_extensions_follow_the_hl7_validator():
     issues = validate_resource(modifier, check_rules=True)
     assert [(i.severity, i.expression) for i in issues if "modifier" in i.text] == [
         ("error", ["Patient.modifierExtension[0]"])]
+
+
+def test_more_extension_domains_can_be_trusted(monkeypatch):
+    synthea = patient({"url": "http://synthetichealth.github.io/synthea/disability-adjusted-life-years",
+                       "valueDecimal": 0.5})
+    monkeypatch.setenv(DOMAINS_SETTING, "http://synthetichealth.github.io/synthea/")
+    trusted_domains.cache_clear()
+    try:
+        assert [s for s, _, _ in findings(synthea)] == ["warning"]
+        monkeypatch.setenv(DOMAINS_SETTING, "any")
+        trusted_domains.cache_clear()
+        assert [s for s, _, _ in findings(patient({"url": "http://x.example.net/e", "valueString": "x"}))] == [
+            "warning"]
+    finally:
+        monkeypatch.delenv(DOMAINS_SETTING)
+        trusted_domains.cache_clear()
+    assert [s for s, _, _ in findings(synthea)] == ["error"]

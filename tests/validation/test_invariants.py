@@ -134,3 +134,39 @@ def test_every_core_invariant_is_evaluated_or_listed_with_a_reason():
 def test_write_level_does_not_run_the_rule_layer():
     assert validate_at_level(risk(150), "write") == []
     assert any(i.text.startswith("ras-2") for i in validate_at_level(risk(150), "full"))
+
+
+def test_malformed_content_is_reported_not_raised():
+    condition = {"resourceType": "Condition", "text": NARRATIVE, "subject": {"reference": "Patient/p1"},
+                 "clinicalStatus": {"coding": True}, "extension": [{"url": ["not", "a", "string"]}]}
+    issues = validate_resource(condition, check_rules=True)
+    places = {(i.code, e) for i in issues if i.is_error for e in i.expression}
+    assert ("value", "Condition.clinicalStatus.coding") in places or ("structure", "Condition.clinicalStatus.coding") \
+        in places
+
+
+def _encounter():
+    return {"resourceType": "Encounter", "text": NARRATIVE, "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "period": {"start": "2024-03-01", "end": "2024-03-02"}}
+
+
+def test_an_excluded_invariant_is_reported_where_it_applies_not_skipped(monkeypatch):
+    from app.validation import invariants
+
+    monkeypatch.setitem(invariants.EXCLUDED, "per-1", "needs an engine feature")
+    monkeypatch.setattr(invariants, "_rules_cache", {})
+    issues = validate_resource(_encounter(), check_rules=True)
+    assert [(i.severity, i.expression) for i in issues if i.text.startswith("per-1")] == [
+        ("information", ["Encounter.period"])]
+    assert "needs an engine feature" in next(i.text for i in issues if i.text.startswith("per-1"))
+
+
+def test_an_evaluation_error_is_a_warning_naming_the_key(monkeypatch):
+    from app.validation import invariants
+
+    monkeypatch.setitem(invariants.CORRECTIONS, "per-1", ("(start | end).single().exists()", "test"))
+    monkeypatch.setattr(invariants, "_rules_cache", {})
+    issues = validate_resource(_encounter(), check_rules=True)
+    found = [i for i in issues if i.text.startswith("per-1")]
+    assert [(i.severity, i.code, i.expression) for i in found] == [("warning", "processing", ["Encounter.period"])]

@@ -92,3 +92,12 @@ def test_schema_only_types_inside_a_bundle_leave_the_rest_to_the_models(medicina
     bundle = {"resourceType": "Bundle", "type": "collection",
               "entry": [{"resource": medicinal_product}, {"resource": patient}]}
     assert _places(model_issues(bundle, "Bundle")) == [("value", "Bundle.entry[1].resource.birthDate")]
+
+
+def test_a_number_where_the_models_expect_a_url_is_an_error_not_a_crash():
+    from app.validation import validate_resource
+
+    plan = {"resourceType": "PlanDefinition", "status": "draft", "relatedArtifact": [{"type": "citation", "url": 3}]}
+    issues = validate_resource(plan, check_rules=True)
+    assert ("value", "PlanDefinition.relatedArtifact[0].url") in [(i.code, e) for i in issues if i.is_error
+                                                                   for e in i.expression]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from app.validation import validate_resource
+from app.validation.invariants import rule_issues
 from app.validation.primitives import MAX_STRING, base64_problem
 
 NARRATIVE = {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml"><p>x</p></div>'}
@@ -16,6 +17,9 @@ def test_base64_content():
     binary["data"] = "not base64!"
     issues = [i for i in validate_resource(binary, check_rules=True) if i.is_error]
     assert [(i.code, i.expression) for i in issues] == [("value", ["Binary.data"])]
+    rule_layer = [i for i in rule_issues(binary, "Binary") if i.is_error]
+    assert [(i.code, i.expression) for i in rule_layer] == [("value", ["Binary.data"])]
+    assert "base64Binary" in rule_layer[0].text
 
 
 def test_strings_longer_than_one_megabyte():

@@ -15,8 +15,9 @@ MODES = ("create", "update", "delete", "profile")
 
 @operation("validate", type_level=True, instance=True,
            definition="http://hl7.org/fhir/OperationDefinition/Resource-validate",
-           documentation="Validates against the R4 structure (R4B models), the official R4 JSON schema and "
-                         "the server's own checks; errors carry FHIRPath expressions.")
+           documentation="Validates against the R4 structure (R4B models), the official R4 JSON schema, the "
+                         "server's own checks and the R4 core invariants, bindings and extension definitions; "
+                         "issues carry FHIRPath expressions and name the constraint or binding.")
 def validate(res_type: str | None, res_id: str | None):
     params = read_parameters("resource")
     resource = single(params, "resource")
