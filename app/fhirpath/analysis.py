@@ -47,6 +47,7 @@ from app.fhirpath.static import (
     is_boolean,
     more,
     system,
+    union,
 )
 
 # -- dependencies (for the compiler) --------------------------------------------------------------------
@@ -347,6 +348,13 @@ class _Infer:
 
     def arguments(self, spec: FunctionSpec, node: Call, source: Static, this: Static, total: Static) -> list[Static]:
         args: list[Static] = []
+        if spec.mode == "aggregate":
+            # $total starts as the init value (or empty) and then holds what the aggregator gave: typed by
+            # one more pass with the union of both
+            init = self.infer(node.args[1], this, total) if len(node.args) > 1 else EMPTY
+            first = self.infer(node.args[0], source.one(), init)
+            again = self.infer(node.args[0], source.one(), union(init, first))
+            return [again, init]
         for i, arg in enumerate(node.args):
             if spec.mode == "type":
                 if isinstance(arg, TypeSpec):
@@ -359,10 +367,6 @@ class _Infer:
                 static = self.infer(arg, source.one(), total)
             elif spec.mode == "iif":
                 static = self.infer(arg, source, total)
-            elif spec.mode == "aggregate":
-                static = self.infer(arg, source.one(), args[1] if len(args) > 1 else UNKNOWN) if i == 0 else (
-                    self.infer(arg, this, total)
-                )
             else:
                 static = self.infer(arg, this, total)
             if spec.criterion and i == 0:

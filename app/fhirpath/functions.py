@@ -1059,9 +1059,7 @@ def _as_type(t: Typing) -> Static:
 
 
 def _aggregate_type(t: Typing) -> Static:
-    if len(t.args) > 1:
-        return Static(t.args[1].types, True)
-    return UNKNOWN
+    return union(t.args[0], t.args[1], many=t.args[0].many)
 
 
 def _input_one_types(t: Typing) -> Static:
