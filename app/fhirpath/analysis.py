@@ -254,7 +254,12 @@ class _Infer:
         if self.variables is not None and name in self.variables:
             return self.variables[name]
         if name in _FOCUS_VARIABLES:
-            return self.focus
+            if name == "context" or self.focus.types is None:
+                return self.focus
+            # %resource is the resource the focus is in: the focus itself when it is a resource
+            if all(self.model.is_resource(t) for t in self.focus.types):
+                return self.focus
+            return Static(frozenset({"Resource"}), False)
         if name in STANDARD_VARIABLE_TYPES:
             return STANDARD_VARIABLE_TYPES[name]
         if name.startswith(("vs-", "ext-")):
