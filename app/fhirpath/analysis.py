@@ -155,6 +155,7 @@ STANDARD_VARIABLE_TYPES: dict[str, Static] = {
 }
 _FOCUS_VARIABLES = frozenset({"context", "resource", "rootResource"})
 _ABSTRACT = frozenset({"Resource", "DomainResource", "Element", "BackboneElement"})
+_ORDERED_FUNCTIONS = frozenset({"first", "last", "tail", "skip", "take"})
 
 
 def static_of(type_name: str | None, many: bool | None = False, model: R4Model | None = None) -> Static:
@@ -227,6 +228,9 @@ class _Infer:
             return self.call(node, this, total)
         if isinstance(node, Indexer):
             source = self.infer(node.source, this, total)
+            if source.unordered:
+                self.report("error", "[] needs an ordered input; children() and descendants() are not", node,
+                            "strict")
             index = self.infer(node.index, this, total)
             if categories(self.model, index) not in (None, frozenset({"Number"})):
                 self.report("error", f"an index must be an Integer, not {index.describe()}", node.index)
@@ -342,6 +346,9 @@ class _Infer:
                 self.infer(arg, this, total)
             return self.host_result(host, source)
         assert spec is not None
+        if spec.name in _ORDERED_FUNCTIONS and source.unordered:
+            self.report("error", f"{spec.name}() needs an ordered input; children() and descendants() are not", node,
+                        "strict")
         args = self.arguments(spec, node, source, this, total)
         if node.name == "not":
             self.require_boolean(source, "the input of not()", node, "policy")
