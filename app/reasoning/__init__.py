@@ -29,14 +29,21 @@ datetime to fix ``now()`` too; every function returns issues instead of raising 
 an artifact that fail, and raises FHIRError only for requests that cannot be served)::
 
     apply_plan_definition(kb, plan_definition, *, subject, record, encounter=None, practitioner=None,
-                          today=None, trigger=None, draft_orders=(), selections=(), context=None)
-        -> (CarePlan dict, list[Issue])
+                          today=None, trigger=None, draft_orders=(), selections=(), context=None,
+                          fail_features=())
+        -> (CarePlan dict, list[Issue])   # a rule reading a failed feature: a "could not be evaluated" action
     apply_activity_definition(kb, activity_definition, *, subject, record=(), encounter=None,
                               practitioner=None, today=None, draft_orders=(), selections=(), context=None)
         -> (request resource dict, list[Issue])
-    evaluate_features(kb, library, context) -> FeatureValues   # .values(), .issues, .timings_ms
+    evaluate_features(kb, library, context, *, only=None, fail=()) -> FeatureValues
+        # .values(), .issues, .timings_ms, .failures (feature -> FeatureFailure), .failed
     patient_context(record, *, subject=None, today=None, draft_orders=(), selections=(),
-                    terminology=None, encounter=None, practitioner=None) -> PatientContext
+                    terminology=None, encounter=None, practitioner=None, fail_features=(),
+                    unknown_features=()) -> PatientContext
+
+Fail-safe evaluation (docs/fail-safe.md): ``fail``/``fail_features`` force named case features to
+fail (fault injection); ``unknown_features`` reads them as unknown without failing (the baseline);
+``failures.FAILURES`` counts failures per (library, feature) and not-evaluated actions per (plan, action).
     score_response(questionnaire, response, *, today=None, terminology=None) -> {linkId: value}
     complete_response(questionnaire, response, *, today=None, terminology=None) -> QuestionnaireResponse
     validate_response(questionnaire, response, *, today=None, terminology=None) -> list[Issue]
@@ -45,7 +52,7 @@ an artifact that fail, and raises FHIRError only for requests that cannot be ser
     populate(questionnaire, record, *, subject, today=None, terminology=None, context=None,
              issues=None) -> QuestionnaireResponse
     pathway_status(kb, pathway_plan_definition, record, *, today=None, subject=None, draft_orders=(),
-                   conventions=CONVENTIONS) -> dict
+                   conventions=CONVENTIONS, fail_features=()) -> PathwayStatus   # .to_dict(), or read as a dict
 
 FHIRPath (compiled once, cached by text)::
 
@@ -54,15 +61,7 @@ FHIRPath (compiled once, cached by text)::
     make_environment(today=None, *, terminology=None, references=None) -> Environment
 """
 
-from app.reasoning.apply import apply_activity_definition, apply_plan_definition
-from app.reasoning.features import (
-    FeatureValues,
-    PatientContext,
-    evaluate_features,
-    patient_context,
-    record_resources,
-)
-from app.reasoning.fhirpath import (
+from app.fhirpath import (
     CompiledExpression,
     Environment,
     FHIRPathError,
@@ -72,10 +71,19 @@ from app.reasoning.fhirpath import (
     make_environment,
     to_json,
 )
+from app.reasoning.apply import apply_activity_definition, apply_plan_definition
+from app.reasoning.features import (
+    FeatureValues,
+    PatientContext,
+    evaluate_features,
+    patient_context,
+    record_resources,
+)
 from app.reasoning.knowledge import Artifact, Feature, KnowledgeBase
 from app.reasoning.populate import populate
 from app.reasoning.scoring import complete_response, extract_observations, score_response, validate_response
 from app.reasoning.status import CONVENTIONS, StatusConventions, pathway_status
+from app.reasoning.status_result import PathwayStatus
 from app.reasoning.terminology import PREFIX_FAMILIES, TerminologyIndex
 
 __all__ = [
@@ -88,6 +96,7 @@ __all__ = [
     "Feature",
     "FeatureValues",
     "KnowledgeBase",
+    "PathwayStatus",
     "PatientContext",
     "Scope",
     "StatusConventions",

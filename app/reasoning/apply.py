@@ -50,6 +50,7 @@ from typing import Any
 
 from app.errors import FHIRError, Issue
 from app.fhirmodels import model_class
+from app.fhirpath import FHIRPATH, FHIRPathError, compile_expression, evaluate, to_json
 from app.reasoning.failures import FAILURES, FeatureFailure
 from app.reasoning.features import (
     FeatureValues,
@@ -57,9 +58,15 @@ from app.reasoning.features import (
     patient_context,
     reference_to,
 )
-from app.reasoning.fhirpath import FHIRPATH, FHIRPathError, compile_expression, evaluate, to_json
 from app.reasoning.knowledge import Artifact, KnowledgeBase
-from app.reasoning.outcomes import INCOMPLETE, OutcomeWording, not_evaluated_action, outcome_extensions, translated
+from app.reasoning.outcomes import (
+    INCOMPLETE,
+    OutcomeWording,
+    not_evaluated_action,
+    note_incomplete,
+    outcome_extensions,
+    translated,
+)
 from app.reasoning.walk import Outcome, PlanWalk, Step, answering_actions
 
 SDC_TEMP = "http://hl7.org/fhir/uv/sdc/CodeSystem/temp"
@@ -210,7 +217,8 @@ def repeats(type_name: str, keys: tuple[str, ...]) -> bool | None:
     for i, key in enumerate(keys):
         if cls is None:
             return None
-        field_info = next((f for name, f in cls.model_fields.items() if (f.alias or name) == key), None)
+        fields: dict[str, Any] = getattr(cls, "model_fields", {})
+        field_info = next((f for name, f in fields.items() if (f.alias or name) == key), None)
         if field_info is None:
             return None
         annotation = str(field_info.annotation)
@@ -366,7 +374,7 @@ class _Run:
         if verdict.failed:
             # it applies even with those features unknown; say that its evidence is incomplete
             failures = self.failures_behind(step, verdict.failed)
-            out.setdefault("extension", []).extend(outcome_extensions(INCOMPLETE, failures))
+            out["extension"] = [*out.get("extension", []), *outcome_extensions(INCOMPLETE, failures)]
         target = step.target
         children: list[dict[str, Any]] = []
         for child in step.children:
@@ -434,6 +442,8 @@ class _Run:
         ):
             resource["priority"] = out["priority"]
         self.dynamic_values(step.plan, action, path, step.features, out, resource)
+        if step.verdict.failed:
+            note_incomplete(self._wording, out, step.plan.resource.get("language") or "en")
         if resource is not None:
             self.contained.append(resource)
             out["resource"] = {"reference": f"#{resource['id']}"}
@@ -473,13 +483,14 @@ class _Run:
                 return None
         failures = self.failures_behind(step, step.verdict.failed)
         primary = plan.resource.get("language") or "en"
+        # what the action is called: its title, else the title of the PlanDefinition it names, else its id
         names = translated(action, "title", primary)
-        if not names and step.verdict.failed == () and action.get("id"):
-            names = {primary: str(action["id"])}
         if not names and action.get("definitionCanonical"):
             nested = self.kb.resolve(action["definitionCanonical"])
             if nested is not None:
                 names = translated(nested, "title", nested.get("language") or primary)
+        if not names and action.get("id"):
+            names = {primary: str(action["id"])}
         out = not_evaluated_action(
             self._wording, action, stands_for=stands_for, name_texts=names, primary=primary, failures=failures
         )
@@ -568,16 +579,8 @@ class _Run:
             compiled = artifact.expressions.get(where)
             if compiled is None:
                 continue
+            # a failed feature reads as unknown here too: the text is what it would be without the fact
             features = features or self.no_features()
-            missing = features.missing_inputs(compiled)
-            if missing:
-                self.skip(
-                    f"{what}: reads %{missing[0]}, which could not be evaluated; skipped",
-                    where,
-                    compiled.text,
-                    "warning",
-                )
-                continue
             try:
                 values = to_json(features.evaluate(compiled))
                 for owned in (rg_action, resource):
@@ -714,7 +717,7 @@ class _Run:
         ]
         for canonical in candidates:
             if canonical and (self.kb.artifact(canonical, "Questionnaire") or "/Questionnaire/" in canonical):
-                return canonical
+                return str(canonical)
         return None
 
     def ask_for(self, task: dict[str, Any], canonical: str) -> None:
@@ -778,7 +781,7 @@ def variables_read(kb: KnowledgeBase, artifact: Artifact) -> set[str]:
 def _action_type(action: Mapping[str, Any]) -> str | None:
     for coding in (action.get("type") or {}).get("coding", []) or []:
         if coding.get("code"):
-            return coding["code"]
+            return str(coding["code"])
     return None
 
 
@@ -884,13 +887,14 @@ def apply_plan_definition(
         plan.url + (f"|{plan.version}" if plan.version else "") if plan.url else f"PlanDefinition/{plan.id}"
     )
     now = _now_iso(context)
+    subject_ref: dict[str, Any] = dict(context.subject or {})
     group: dict[str, Any] = {
         "resourceType": "RequestGroup",
         "id": run.new_id("requestgroup"),
         "instantiatesCanonical": [canonical],
         "status": "draft",
         "intent": "proposal",
-        "subject": dict(context.subject),
+        "subject": dict(subject_ref),
         "authoredOn": now,
     }
     care_plan: dict[str, Any] = {
@@ -899,7 +903,7 @@ def apply_plan_definition(
         "instantiatesCanonical": [canonical],
         "status": "draft",
         "intent": "proposal",
-        "subject": dict(context.subject),
+        "subject": dict(subject_ref),
         "created": now,
         "activity": [{"reference": {"reference": f"#{group['id']}"}}],
     }

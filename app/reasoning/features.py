@@ -18,8 +18,7 @@ from datetime import date, datetime
 from typing import Any
 
 from app.errors import FHIRError, Issue
-from app.reasoning.failures import FeatureFailure, ForcedFailure, reason_of, record_failure
-from app.reasoning.fhirpath import (
+from app.fhirpath import (
     CompiledExpression,
     Environment,
     Evaluator,
@@ -29,7 +28,8 @@ from app.reasoning.fhirpath import (
     references_index,
     to_json,
 )
-from app.reasoning.fhirpath_values import resource_node
+from app.fhirpath.values import resource_node
+from app.reasoning.failures import FeatureFailure, ForcedFailure, reason_of, record_failure
 from app.reasoning.knowledge import Artifact, KnowledgeBase
 from app.reasoning.terminology import TerminologyIndex
 
@@ -97,6 +97,8 @@ class PatientContext:
     focus: list[Any] = field(default_factory=list)  # the bundle as a collection, built once
     # fault injection: case features forced to fail in every evaluation over this context
     fail_features: frozenset[str] = frozenset()
+    # case features read as unknown (empty, no failure): the baseline a forced failure is compared with
+    unknown_features: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not self.focus:
@@ -124,11 +126,14 @@ def patient_context(
     encounter: Any = None,
     practitioner: Any = None,
     fail_features: Iterable[str] = (),
+    unknown_features: Iterable[str] = (),
 ) -> PatientContext:
     """Build the shared context. `selections` may hold resources or references to the draft orders.
 
     `fail_features` (fault injection): case feature names that every evaluation over this context
-    forces to fail, as if their expressions raised (see `evaluate_features`).
+    forces to fail, as if their expressions raised (see `evaluate_features`). `unknown_features`:
+    names whose value is taken as unknown (empty) without a failure, as if the record lacked the
+    fact — what a forced failure is compared with.
     """
     resources = record_resources(record)
     subject_ref = reference_to(subject)
@@ -191,6 +196,7 @@ def patient_context(
         env=env,
         extra=extra,
         fail_features=frozenset(fail_features),
+        unknown_features=frozenset(unknown_features),
     )
 
 
@@ -313,6 +319,11 @@ def evaluate_features(
         if wanted is not None and feature.name not in wanted:
             continue
         started = clock()
+        if feature.name in context.unknown_features and feature.name not in forced:
+            raw[feature.name] = []
+            scope[feature.name] = []
+            timings[feature.name] = 0.0
+            continue
         try:
             if feature.name in forced:
                 raise ForcedFailure()

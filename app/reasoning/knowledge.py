@@ -14,7 +14,7 @@ from typing import Any
 
 from app.errors import FHIRError, Issue
 from app.fhirmodels import model_class
-from app.reasoning.fhirpath import (
+from app.fhirpath import (
     STANDARD_VARIABLES,
     CompiledExpression,
     compile_expression,
@@ -52,11 +52,11 @@ class Artifact:
 
     @property
     def resource_type(self) -> str:
-        return self.resource["resourceType"]
+        return str(self.resource["resourceType"])
 
     @property
     def id(self) -> str:
-        return self.resource["id"]
+        return str(self.resource["id"])
 
     @property
     def url(self) -> str | None:

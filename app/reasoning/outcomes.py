@@ -9,6 +9,7 @@ names a rule: a region changes the wording or the roles by loading a CodeSystem 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -198,6 +199,34 @@ def not_evaluated_action(
         out["code"] = [{"coding": [c]} for c in codings]
     out["extension"] = outcome_extensions(NOT_EVALUATED, failures)
     return out
+
+
+def note_incomplete(wording: OutcomeWording, out: dict[str, Any], primary: str) -> None:
+    """Append the meaning of `incomplete` to an applied action's description, in each of its languages."""
+    label = wording.outcome(INCOMPLETE)
+    meaning = wording.outcome(INCOMPLETE, "definition")
+    if not meaning:
+        return
+
+    def note(language: str) -> str:
+        head = label.get(language) or label.get("en") or INCOMPLETE
+        return f"**{head}:** {meaning.get(language) or meaning.get('en') or ''}".strip()
+
+    if isinstance(out.get("description"), str):
+        out["description"] = f"{out['description']}\n\n{note(primary)}"
+    else:
+        out["description"] = note(primary)
+    translations = copy.deepcopy((out.get("_description") or {}).get("extension", []) or [])
+    for ext in translations:
+        if ext.get("url") != TRANSLATION:
+            continue
+        parts = {e.get("url"): e for e in ext.get("extension", []) or []}
+        language = (parts.get("lang") or {}).get("valueCode")
+        content = parts.get("content")
+        if language and content and isinstance(content.get("valueString"), str):
+            content["valueString"] = f"{content['valueString']}\n\n{note(language)}"
+    if translations:
+        out["_description"] = {**(out.get("_description") or {}), "extension": translations}
 
 
 def outcome_extensions(outcome: str, failures: Sequence[FeatureFailure]) -> list[dict[str, Any]]:

@@ -14,8 +14,8 @@ from datetime import date, datetime
 from typing import Any
 
 from app.errors import Issue
+from app.fhirpath import FHIRPATH, compile_expression, evaluate, to_json
 from app.reasoning.features import PatientContext, patient_context
-from app.reasoning.fhirpath import FHIRPATH, compile_expression, evaluate, to_json
 from app.reasoning.scoring import VARIABLE, answer_for
 from app.reasoning.terminology import TerminologyIndex
 
@@ -31,7 +31,7 @@ def _expressions(element: Mapping[str, Any], url: str, path: str) -> list[tuple[
 
 
 def _static_initial(item: Mapping[str, Any]) -> list[dict[str, Any]]:
-    answers = []
+    answers: list[dict[str, Any]] = []
     for initial in item.get("initial", []) or []:
         answers.extend({key: value} for key, value in initial.items() if key.startswith("value"))
     for option in item.get("answerOption", []) or []:

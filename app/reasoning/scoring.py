@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from app.errors import FHIRError, Issue
-from app.reasoning.fhirpath import (
+from app.fhirpath import (
     FHIRPATH,
     CompiledExpression,
     Environment,
@@ -93,7 +93,9 @@ def iter_items(
 ) -> Iterator[tuple[dict[str, Any], str, tuple[dict[str, Any], ...]]]:
     """(item, element path, ancestors) of a Questionnaire, depth first in item order."""
 
-    def walk(children: list[dict[str, Any]] | None, where: str, ancestors: tuple[dict[str, Any], ...]):
+    def walk(
+        children: list[dict[str, Any]] | None, where: str, ancestors: tuple[dict[str, Any], ...]
+    ) -> Iterator[tuple[dict[str, Any], str, tuple[dict[str, Any], ...]]]:
         for i, item in enumerate(children or []):
             here = f"{where}.item[{i}]"
             yield item, here, ancestors
@@ -342,12 +344,13 @@ def _complete(
             )
             continue
         target = _ensure_response_item(filled, ancestors, item)
-        if answers:
-            target["answer"] = answers
+        given = [a for a in answers if a is not None]
+        if given:
+            target["answer"] = given
             scores[item.get("linkId", "")] = (
-                [v for a in answers for v in a.values()]
+                [v for a in given for v in a.values()]
                 if item.get("repeats")
-                else next(iter(answers[0].values()))
+                else next(iter(given[0].values()))
             )
         else:
             target.pop("answer", None)

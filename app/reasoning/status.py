@@ -19,21 +19,41 @@ Everything is derived from the artifacts, never from rule ids in code:
   record's CarePlan instantiating it, else the first questionnaire of the episode, else today).
 - Missing: features that an action's condition needs but that are empty (the condition could not
   be decided), and the questionnaires applicable actions offer to collect.
+- Not evaluated: actions whose conditions read a case feature that failed at run time, with the
+  features behind them (docs/fail-safe.md).
+
+The actions are walked by the one PlanDefinition walk $apply uses too (`app.reasoning.walk`), without
+a trigger; the result is a `PathwayStatus` (app.reasoning.status_result), readable as its JSON shape.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from app.errors import FHIRError, Issue
-from app.reasoning.features import FeatureValues, PatientContext, evaluate_features, patient_context
-from app.reasoning.fhirpath import FHIRPATH, Scope, evaluate, singleton_boolean, to_json
-from app.reasoning.fhirpath_values import Node, parse_temporal
+from app.fhirpath import Scope, evaluate, to_json
+from app.fhirpath.values import Node, parse_temporal
+from app.reasoning.features import FeatureValues, PatientContext, patient_context
 from app.reasoning.knowledge import Artifact, KnowledgeBase
+from app.reasoning.status_result import (
+    Collect,
+    CurrentStep,
+    Deadline,
+    Flag,
+    MissingFact,
+    NotEvaluated,
+    PainRatings,
+    PathwayRef,
+    PathwayStatus,
+    Screening,
+    StepAction,
+    StepGroup,
+)
+from app.reasoning.walk import Outcome, PlanWalk, Step
 
 BASE = "https://lbp-pathway.org/fhir"
 PRIORITY_RANK = {"stat": 4, "asap": 3, "urgent": 2, "routine": 1}
@@ -69,19 +89,6 @@ class StatusConventions:
 CONVENTIONS = StatusConventions()
 
 
-@dataclass
-class _Verdict:
-    plan: Artifact
-    action: dict[str, Any]
-    path: str
-    applicable: bool | None  # None: a condition could not be decided
-    depth: int
-    features: FeatureValues | None
-    blocked_by: list[str]
-    children: list[_Verdict]
-    producing: Artifact | None  # the ActivityDefinition / Questionnaire it would produce
-
-
 def _codes(action: Mapping[str, Any], system: str) -> list[str]:
     return [
         c["code"]
@@ -100,142 +107,29 @@ def _all_codes(action: Mapping[str, Any]) -> list[tuple[str | None, str]]:
     ]
 
 
-class _Walk:
-    def __init__(self, kb: KnowledgeBase, context: PatientContext):
-        self.kb = kb
-        self.context = context
-        self.features: dict[str, FeatureValues] = {}
-        self.issues: list[Issue] = []
-
-    def features_for(self, library: Artifact | None) -> FeatureValues | None:
-        if library is None:
-            return None
-        if library.label not in self.features:
-            values = evaluate_features(self.kb, library, self.context)
-            self.issues.extend(values.issues)
-            self.features[library.label] = values
-        return self.features[library.label]
-
-    def plan(
-        self, plan: Artifact, library: Artifact | None, depth: int, stack: tuple[str, ...]
-    ) -> list[_Verdict]:
-        if plan.label in stack or depth > 8:
-            return []
-        features = self.features_for(library)
-        return [
-            self.action(
-                plan,
-                action,
-                f"PlanDefinition.action[{i}]",
-                library,
-                features,
-                depth,
-                stack + (plan.label,),
-                True,
-            )
-            for i, action in enumerate(plan.resource.get("action", []) or [])
-        ]
-
-    def condition(
-        self, plan: Artifact, action: Mapping[str, Any], path: str, features: FeatureValues | None
-    ) -> tuple[bool | None, list[str]]:
-        blocked: list[str] = []
-        verdict: bool | None = True
-        for j, condition in enumerate(action.get("condition", []) or []):
-            if condition.get("kind", "applicability") != "applicability":
-                continue
-            where = f"{path}.condition[{j}].expression.expression"
-            compiled = plan.expressions.get(where)
-            if (
-                compiled is None
-                or features is None
-                or (condition.get("expression") or {}).get("language") != FHIRPATH
-            ):
-                return None, blocked
-            try:
-                value = singleton_boolean(features.evaluate(compiled))
-            except Exception as exc:
-                self.issues.append(
-                    Issue(
-                        "error",
-                        "processing",
-                        f"{plan.label} {path}: condition failed ({exc})",
-                        [where],
-                        compiled.text,
-                    )
-                )
-                return None, blocked
-            if value is None:
-                blocked.extend(
-                    v
-                    for v in sorted(compiled.variables)
-                    if v in features.raw and not features.raw[v] and v not in blocked
-                )
-                verdict = None
-            elif value is False:
-                return False, []
-        return verdict, blocked
-
-    def action(
-        self,
-        plan: Artifact,
-        action: dict[str, Any],
-        path: str,
-        library: Artifact | None,
-        features: FeatureValues | None,
-        depth: int,
-        stack: tuple[str, ...],
-        parent_applicable: bool,
-    ) -> _Verdict:
-        verdict, blocked = self.condition(plan, action, path, features)
-        applicable: bool | None = verdict if parent_applicable else False
-        children: list[_Verdict] = []
-        producing = None
-        canonical = action.get("definitionCanonical")
-        target = self.kb.artifact(canonical) if canonical else None
-        if target is not None and target.resource_type == "PlanDefinition":
-            nested = self.kb.library_for(target.resource, fallback=library)
-            nested_verdicts = self.plan(target, nested, depth + 1, stack)
-            if applicable is not True:
-                for v in nested_verdicts:
-                    _mark_not_applicable(v)
-            children.extend(nested_verdicts)
-        elif target is not None:
-            producing = target
-        for k, child in enumerate(action.get("action", []) or []):
-            verdict_child = self.action(
-                plan, child, f"{path}.action[{k}]", library, features, depth + 1, stack, applicable is True
-            )
-            if applicable is not True:
-                _mark_not_applicable(verdict_child)
-            children.append(verdict_child)
-        if not parent_applicable:
-            blocked = []
-        return _Verdict(plan, action, path, applicable, depth, features, blocked, children, producing)
+def _applicable(step: Step) -> bool:
+    return step.verdict.applies
 
 
-def _mark_not_applicable(verdict: _Verdict) -> None:
-    verdict.applicable = False
-    verdict.blocked_by = []
-    for child in verdict.children:
-        _mark_not_applicable(child)
-
-
-def _condition_variables(verdict: _Verdict) -> set[str]:
+def _condition_variables(step: Step) -> set[str]:
     names: set[str] = set()
-    for j, _ in enumerate(verdict.action.get("condition", []) or []):
-        compiled = verdict.plan.expressions.get(f"{verdict.path}.condition[{j}].expression.expression")
+    for j, _ in enumerate(step.action.get("condition", []) or []):
+        compiled = step.plan.expressions.get(f"{step.path}.condition[{j}].expression.expression")
         if compiled is not None:
             names |= set(compiled.variables)
     return names
 
 
-def _flatten(verdicts: list[_Verdict]) -> list[_Verdict]:
-    out: list[_Verdict] = []
-    for v in verdicts:
-        out.append(v)
-        out.extend(_flatten(v.children))
+def _flatten(steps: list[Step]) -> list[Step]:
+    out: list[Step] = []
+    for step in steps:
+        out.extend(step.flatten())
     return out
+
+
+def _producing(step: Step) -> Artifact | None:
+    """The ActivityDefinition / Questionnaire an applicable action would produce."""
+    return step.target if step.target is not None and not step.nests_plan else None
 
 
 def _concept_order(kb: KnowledgeBase, system: str) -> dict[str, tuple[int, str | None]]:
@@ -303,12 +197,12 @@ def _display_of(resource: Mapping[str, Any]) -> str | None:
         concept = resource.get(key)
         if isinstance(concept, dict):
             if concept.get("text"):
-                return concept["text"]
+                return str(concept["text"])
             for coding in concept.get("coding", []) or []:
                 if coding.get("display"):
-                    return coding["display"]
+                    return str(coding["display"])
                 if coding.get("code"):
-                    return coding["code"]
+                    return str(coding["code"])
     if resource.get("resourceType") == "QuestionnaireResponse":
         return resource.get("questionnaire")
     if resource.get("resourceType") == "Patient":
@@ -416,7 +310,7 @@ def _duration_days(duration: Mapping[str, Any]) -> int | None:
 
 def _pain_ratings(
     kb: KnowledgeBase, context: PatientContext, conventions: StatusConventions
-) -> tuple[dict[str, Any] | None, list[Issue]]:
+) -> tuple[PainRatings | None, list[Issue]]:
     questionnaire = kb.resolve(conventions.pain_questionnaire, "Questionnaire")
     if questionnaire is None:
         return None, [
@@ -460,12 +354,12 @@ def _pain_ratings(
         ratings.append({"value": value, "date": when, "reference": f"Observation/{resource.get('id')}"})
     ratings.sort(key=lambda r: r["date"])
     code = sorted(codes)[0] if codes else None
-    return {
-        "code": {"system": code[0], "code": code[1]} if code else None,
-        "first": ratings[0] if ratings else None,
-        "latest": ratings[-1] if ratings else None,
-        "count": len(ratings),
-    }, []
+    return PainRatings(
+        {"system": code[0], "code": code[1]} if code else None,
+        ratings[0] if ratings else None,
+        ratings[-1] if ratings else None,
+        len(ratings),
+    ), []
 
 
 def _pathway_start(plan: Artifact, context: PatientContext) -> tuple[date, str]:
@@ -490,207 +384,149 @@ def _pathway_start(plan: Artifact, context: PatientContext) -> tuple[date, str]:
     return context.env.today, "today"
 
 
-def pathway_status(
-    kb: KnowledgeBase,
-    pathway_plan_definition: Mapping[str, Any] | str | Artifact,
-    record: Any,
-    *,
-    today: date | datetime | None = None,
-    subject: Any = None,
-    draft_orders: Any = (),
-    conventions: StatusConventions = CONVENTIONS,
-) -> dict[str, Any]:
-    """The patient's place on the pathway (see the module docstring for how each part is found)."""
-    plan = (
-        pathway_plan_definition
-        if isinstance(pathway_plan_definition, Artifact)
-        else kb.artifact(pathway_plan_definition, "PlanDefinition")
-    )
-    if plan is None:
-        raise FHIRError(
-            "not-found", f"PlanDefinition {pathway_plan_definition} is not loaded", "planDefinition"
-        )
-    context = patient_context(
-        record, subject=subject, today=today, draft_orders=draft_orders, terminology=kb.terminology
-    )
-    walk = _Walk(kb, context)
-    library = kb.library_for(plan.resource)
-    verdicts = _flatten(walk.plan(plan, library, 0, ()))
-    features = walk.features_for(library)
-    issues = list(walk.issues)
-    applicable = [v for v in verdicts if v.applicable is True]
-    # features every pathway step is gated on (e.g. "in scope") say nothing about a particular flag
-    gates = {n for v in verdicts if v.depth == 0 for n in _condition_variables(v)}
-    steps_order = _concept_order(kb, conventions.step_system)
-    today_date = context.env.today
-
-    # -- steps -----------------------------------------------------------------------------
-    by_step: dict[str, list[_Verdict]] = {}
-    for v in applicable:
-        for step in _codes(v.action, conventions.step_system):
-            by_step.setdefault(step, []).append(v)
+def _current_step(applicable: list[Step], steps_order: Mapping[str, tuple[int, str | None]],
+                  conventions: StatusConventions) -> CurrentStep | None:
+    """The step of the most urgent applicable recommendation (ties: the later step)."""
     recommendations = [
-        v for v in applicable if v.action.get("priority") and _codes(v.action, conventions.step_system)
+        s for s in applicable if s.action.get("priority") and _codes(s.action, conventions.step_system)
     ]
-    current = None
-    if recommendations:
-        best = max(
-            recommendations,
-            key=lambda v: (
-                PRIORITY_RANK.get(v.action.get("priority"), 0),
-                max(steps_order.get(s, (-1, None))[0] for s in _codes(v.action, conventions.step_system)),
-            ),
-        )
-        step_code = max(
-            _codes(best.action, conventions.step_system), key=lambda s: steps_order.get(s, (-1, None))[0]
-        )
-        current = {
-            "system": conventions.step_system,
-            "code": step_code,
-            "display": steps_order.get(step_code, (0, None))[1],
-            "because": best.action.get("id"),
-        }
-    steps = [
-        {
-            "code": code,
-            "display": steps_order.get(code, (0, None))[1],
-            "actions": [
-                {
-                    "id": v.action.get("id"),
-                    "title": v.action.get("title"),
-                    "priority": v.action.get("priority"),
-                    "rules": _codes(v.action, conventions.rules_system),
-                }
-                for v in items
+    if not recommendations:
+        return None
+    best = max(
+        recommendations,
+        key=lambda s: (
+            PRIORITY_RANK.get(str(s.action.get("priority")), 0),
+            max(steps_order.get(c, (-1, None))[0] for c in _codes(s.action, conventions.step_system)),
+        ),
+    )
+    step_code = max(
+        _codes(best.action, conventions.step_system), key=lambda c: steps_order.get(c, (-1, None))[0]
+    )
+    return CurrentStep(conventions.step_system, step_code, steps_order.get(step_code, (0, None))[1], best.id)
+
+
+def _steps(applicable: list[Step], steps_order: Mapping[str, tuple[int, str | None]],
+           conventions: StatusConventions) -> list[StepGroup]:
+    by_step: dict[str, list[Step]] = {}
+    for s in applicable:
+        for code in _codes(s.action, conventions.step_system):
+            by_step.setdefault(code, []).append(s)
+    return [
+        StepGroup(
+            code,
+            steps_order.get(code, (0, None))[1],
+            [
+                StepAction(s.id, s.action.get("title"), s.action.get("priority"),
+                           _codes(s.action, conventions.rules_system))
+                for s in items
             ],
-        }
+        )
         for code, items in sorted(by_step.items(), key=lambda kv: steps_order.get(kv[0], (999, None))[0])
     ]
 
-    # -- flags -----------------------------------------------------------------------------
-    flags: list[dict[str, Any]] = []
-    if features is not None:
-        types = flag_types(kb, conventions)
-        rules_cs = kb.resolve(conventions.rules_system, "CodeSystem") or {}
-        rule_display = {c["code"]: c.get("display") for c in rules_cs.get("concept", []) or []}
-        found: list[
-            tuple[str, str, str | None, list[str]]
-        ] = []  # (rule, type, feature, features for evidence)
-        for rule, flag_type in types.items():
-            feature = _feature_for_rule(features, rule)
-            if feature is not None and to_json(features.raw.get(feature, [])) == [True]:
-                found.append((rule, flag_type, feature, [feature]))
-                continue
-            coded = [
-                v
-                for v in applicable
-                if rule in _codes(v.action, conventions.rules_system) and v.action.get("priority")
-            ]
-            if coded and feature is None:
-                names = sorted(
-                    {n for v in coded for n in _condition_variables(v) if n in features.raw} - gates
-                )
-                found.append((rule, flag_type, None, names))
-        wanted = sorted({n for _, _, _, names in found for n in names})
-        sources = evidence(kb, features, wanted, conventions) if wanted else {}
-        for rule, flag_type, feature, names in found:
-            entries: list[dict[str, Any]] = []
-            for name in names:
-                for entry in sources.get(name, []):
-                    if entry not in entries:
-                        entries.append(entry)
-            flags.append(
-                {
-                    "rule": rule,
-                    "type": flag_type,
-                    "display": rule_display.get(rule),
-                    "feature": feature,
-                    "features": names,
-                    "evidence": entries,
-                }
+
+def _flags(kb: KnowledgeBase, features: FeatureValues, applicable: list[Step], gates: set[str],
+           conventions: StatusConventions) -> list[Flag]:
+    """Flags found (by the feature named after the rule, else an applicable action coded with it), with evidence."""
+    types = flag_types(kb, conventions)
+    rules_cs = kb.resolve(conventions.rules_system, "CodeSystem") or {}
+    rule_display = {c["code"]: c.get("display") for c in rules_cs.get("concept", []) or []}
+    found: list[tuple[str, str, str | None, list[str]]] = []  # (rule, type, feature, features for evidence)
+    for rule, flag_type in types.items():
+        feature = _feature_for_rule(features, rule)
+        if feature is not None and to_json(features.raw.get(feature, [])) == [True]:
+            found.append((rule, flag_type, feature, [feature]))
+            continue
+        coded = [
+            s for s in applicable if rule in _codes(s.action, conventions.rules_system) and s.action.get("priority")
+        ]
+        if coded and feature is None:
+            names = sorted({n for s in coded for n in _condition_variables(s) if n in features.raw} - gates)
+            found.append((rule, flag_type, None, names))
+    wanted = sorted({n for _, _, _, names in found for n in names})
+    sources = evidence(kb, features, wanted, conventions) if wanted else {}
+    flags = []
+    for rule, flag_type, feature, names in found:
+        entries: list[dict[str, Any]] = []
+        for name in names:
+            for entry in sources.get(name, []):
+                if entry not in entries:
+                    entries.append(entry)
+        flags.append(Flag(rule, flag_type, rule_display.get(rule), feature, names, entries))
+    return flags
+
+
+def _screening(kb: KnowledgeBase, features: FeatureValues, conventions: StatusConventions) -> Screening | None:
+    """The last-declared feature whose value is a code of the risk-category CodeSystem."""
+    risk_codes = {code: display for code, (_, display) in _concept_order(kb, conventions.risk_system).items()}
+    for feature in reversed(features.library.features):
+        values = to_json(features.raw.get(feature.name, []))
+        if len(values) != 1:
+            continue
+        value = values[0]
+        code = None
+        if isinstance(value, str) and value in risk_codes:
+            code = value
+        elif isinstance(value, dict):
+            for coding in value.get("coding", [value]):
+                if coding.get("system") == conventions.risk_system:
+                    code = coding.get("code")
+        if code:
+            return Screening(
+                {"system": conventions.risk_system, "code": code, "display": risk_codes.get(code)},
+                feature.name,
+                evidence(kb, features, [feature.name], conventions).get(feature.name, []),
             )
+    return None
 
-    # -- screening risk --------------------------------------------------------------------
-    screening = None
-    if features is not None:
-        risk_codes = {
-            code: display for code, (_, display) in _concept_order(kb, conventions.risk_system).items()
-        }
-        for feature in reversed(features.library.features):
-            values = to_json(features.raw.get(feature.name, []))
-            if len(values) != 1:
-                continue
-            value = values[0]
-            code = None
-            if isinstance(value, str) and value in risk_codes:
-                code = value
-            elif isinstance(value, dict):
-                for coding in value.get("coding", [value]):
-                    if coding.get("system") == conventions.risk_system:
-                        code = coding.get("code")
-            if code:
-                screening = {
-                    "risk": {
-                        "system": conventions.risk_system,
-                        "code": code,
-                        "display": risk_codes.get(code),
-                    },
-                    "feature": feature.name,
-                    "evidence": evidence(kb, features, [feature.name], conventions).get(feature.name, []),
-                }
-                break
 
-    # -- NRS ---------------------------------------------------------------------------------
-    nrs, nrs_issues = _pain_ratings(kb, context, conventions)
-    issues.extend(nrs_issues)
-
-    # -- deadlines ---------------------------------------------------------------------------
-    start, start_source = _pathway_start(plan, context)
+def _deadlines(steps: list[Step], start: date, start_source: str, today: date,
+               conventions: StatusConventions) -> list[Deadline]:
+    """Durations on actions: an applicable recommendation counts from today, a milestone from the start."""
     deadlines = []
-    for v in verdicts:
+    for s in steps:
         durations = []
-        if isinstance(v.action.get("timingDuration"), dict):
-            durations.append(v.action["timingDuration"])
-        for related in v.action.get("relatedAction", []) or []:
+        if isinstance(s.action.get("timingDuration"), dict):
+            durations.append(s.action["timingDuration"])
+        for related in s.action.get("relatedAction", []) or []:
             if isinstance(related.get("offsetDuration"), dict):
                 durations.append(related["offsetDuration"])
         for duration in durations:
             days = _duration_days(duration)
             if days is None:
                 continue
-            milestone = not v.action.get("condition") and v.depth == 0
-            if not milestone and v.applicable is not True:
+            milestone = not s.action.get("condition") and s.depth == 0
+            if not milestone and not _applicable(s):
                 continue
-            anchor, anchor_source = (start, start_source) if milestone else (today_date, "today")
+            anchor, anchor_source = (start, start_source) if milestone else (today, "today")
             due = anchor + timedelta(days=days)
             deadlines.append(
-                {
-                    "action": v.action.get("id"),
-                    "title": v.action.get("title"),
-                    "rules": _codes(v.action, conventions.rules_system),
-                    "duration": duration,
-                    "from": anchor.isoformat(),
-                    "fromSource": anchor_source,
-                    "due": due.isoformat(),
-                    "overdue": due < today_date,
-                }
+                Deadline(s.id, s.action.get("title"), _codes(s.action, conventions.rules_system), duration,
+                         anchor.isoformat(), anchor_source, due.isoformat(), due < today)
             )
+    return deadlines
 
-    # -- missing ------------------------------------------------------------------------------
-    missing: dict[str, dict[str, Any]] = {}
+
+def _missing(steps: list[Step], features: FeatureValues | None, conventions: StatusConventions) -> list[MissingFact]:
+    """Empty features that an undecided condition needs, with the actions they block."""
+    missing: dict[str, MissingFact] = {}
     descriptions = {f.name: f.description for f in (features.library.features if features else ())}
-    for v in verdicts:
-        if v.applicable is None and v.blocked_by:
-            for name in v.blocked_by:
-                entry = missing.setdefault(
-                    name, {"feature": name, "description": descriptions.get(name), "blocks": []}
-                )
-                block = {"action": v.action.get("id"), "rules": _codes(v.action, conventions.rules_system)}
-                if block not in entry["blocks"]:
-                    entry["blocks"].append(block)
-    collect: dict[str, dict[str, Any]] = {}
-    for v in applicable:
-        target = v.producing
+    for s in steps:
+        if s.verdict.outcome is not Outcome.UNKNOWN or not s.verdict.blocked_by:
+            continue
+        for name in s.verdict.blocked_by:
+            entry = missing.setdefault(name, MissingFact(name, descriptions.get(name)))
+            block = {"action": s.id, "rules": _codes(s.action, conventions.rules_system)}
+            if block not in entry.blocks:
+                entry.blocks.append(block)
+    return list(missing.values())
+
+
+def _collect(kb: KnowledgeBase, steps: list[Step], applicable: list[Step]) -> list[Collect]:
+    """The questionnaires applicable actions offer to collect, and the actions (their parents) that offer them."""
+    collect: dict[str, Collect] = {}
+    for s in applicable:
+        target = _producing(s)
         if target is None:
             continue
         canonical = None
@@ -705,25 +541,81 @@ def pathway_status(
                     canonical = canonical or related["resource"]
         if canonical:
             questionnaire = kb.resolve(canonical, "Questionnaire") or {}
-            entry = collect.setdefault(
-                canonical, {"questionnaire": canonical, "title": questionnaire.get("title"), "because": []}
-            )
-            parent = next((p for p in verdicts if v in p.children), None)
-            because = (parent or v).action.get("id")
-            if because not in entry["because"]:
-                entry["because"].append(because)
+            entry = collect.setdefault(canonical, Collect(canonical, questionnaire.get("title")))
+            parent = next((p for p in steps if any(c is s for c in p.children)), None)
+            because = (parent or s).id
+            if because not in entry.because:
+                entry.because.append(because)
+    return list(collect.values())
 
-    return {
-        "pathway": {"url": plan.url, "version": plan.version, "title": plan.resource.get("title")},
-        "date": today_date.isoformat(),
-        "subject": context.subject,
-        "step": current,
-        "steps": steps,
-        "flags": flags,
-        "screening": screening,
-        "nrs": nrs,
-        "deadlines": deadlines,
-        "missing": list(missing.values()),
-        "collect": list(collect.values()),
-        "issues": [i.to_fhir() for i in issues],
-    }
+
+def _not_evaluated(steps: list[Step], conventions: StatusConventions) -> list[NotEvaluated]:
+    out = []
+    for s in steps:
+        if s.verdict.outcome is not Outcome.NOT_EVALUATED:
+            continue
+        failures = s.features.failures_behind(s.verdict.failed) if s.features is not None else []
+        out.append(NotEvaluated(s.id, s.plan.label, _codes(s.action, conventions.rules_system),
+                                [f.feature for f in failures], s.verdict.problem))
+    return out
+
+
+def pathway_status(
+    kb: KnowledgeBase,
+    pathway_plan_definition: Mapping[str, Any] | str | Artifact,
+    record: Any,
+    *,
+    today: date | datetime | None = None,
+    subject: Any = None,
+    draft_orders: Any = (),
+    conventions: StatusConventions = CONVENTIONS,
+    fail_features: Iterable[str] = (),
+) -> PathwayStatus:
+    """The patient's place on the pathway (see the module docstring for how each part is found).
+
+    The result is typed (`PathwayStatus`); `to_dict()` (or reading it as a mapping) gives its JSON
+    shape. `fail_features` (fault injection) forces case features to fail, as in $apply.
+    """
+    plan = (
+        pathway_plan_definition
+        if isinstance(pathway_plan_definition, Artifact)
+        else kb.artifact(pathway_plan_definition, "PlanDefinition")
+    )
+    if plan is None:
+        raise FHIRError(
+            "not-found", f"PlanDefinition {pathway_plan_definition} is not loaded", "planDefinition"
+        )
+    context = patient_context(
+        record, subject=subject, today=today, draft_orders=draft_orders, terminology=kb.terminology,
+        fail_features=fail_features,
+    )
+    walk = PlanWalk(kb, context)
+    library = kb.library_for(plan.resource)
+    steps = _flatten(walk.plan(plan, library))
+    features = walk.features_for(library)
+    issues = list(walk.issues)
+    applicable = [s for s in steps if _applicable(s)]
+    # features every pathway step is gated on (e.g. "in scope") say nothing about a particular flag
+    gates = {n for s in steps if s.depth == 0 for n in _condition_variables(s)}
+    steps_order = _concept_order(kb, conventions.step_system)
+    today_date = context.env.today
+    nrs, nrs_issues = _pain_ratings(kb, context, conventions)
+    issues.extend(nrs_issues)
+    start, start_source = _pathway_start(plan, context)
+    failures = [f.to_dict() for f in features.failures.values()] if features is not None else []
+    return PathwayStatus(
+        pathway=PathwayRef(plan.url, plan.version, plan.resource.get("title")),
+        date=today_date.isoformat(),
+        subject=context.subject,
+        step=_current_step(applicable, steps_order, conventions),
+        steps=_steps(applicable, steps_order, conventions),
+        flags=_flags(kb, features, applicable, gates, conventions) if features is not None else [],
+        screening=_screening(kb, features, conventions) if features is not None else None,
+        nrs=nrs,
+        deadlines=_deadlines(steps, start, start_source, today_date, conventions),
+        missing=_missing(steps, features, conventions),
+        collect=_collect(kb, steps, applicable),
+        issues=[i.to_fhir() for i in issues],
+        not_evaluated=_not_evaluated(steps, conventions),
+        failed_features=failures,
+    )

@@ -33,10 +33,11 @@ def born(years: int) -> str:
 
 
 class Record:
-    def __init__(self, pid: str, age: int):
+    def __init__(self, pid: str, age: int | None):
         self.pid = pid
-        self.resources: list[dict] = [{"resourceType": "Patient", "id": pid, "birthDate": born(age),
-                                       "gender": "female"}]
+        patient = {"resourceType": "Patient", "id": pid, "birthDate": born(age) if age is not None else None,
+                   "gender": "female"}
+        self.resources: list[dict] = [{k: v for k, v in patient.items() if v is not None}]
         self._n = 0
 
     def _id(self, kind: str) -> str:
@@ -119,6 +120,8 @@ def patients() -> dict[str, Record]:
         # the same, but the last MRI is two years old (I6)
         "oldmri": Record("oldmri", 50).lbp(112).condition("M54.1", 112).red_flags().screening("low")
         .physiotherapy(84).nrs(7, 84).nrs(7, 2).mri_report(730),
+        # no birth date in the record: age unknown; cauda equina syndrome (RA1) does not depend on age
+        "nobirth": Record("nobirth", None).lbp(10).condition("G83.4").screening("low").nrs(8),
     }
     return out
 

@@ -189,3 +189,42 @@ def test_every_local_valueset_expands(api):
     for url in urls:
         r = api.get(f"/fhir/ValueSet/$expand?url={url}")
         assert r.status_code == 200, url
+
+
+def test_apply_says_when_a_rule_could_not_be_evaluated(api):
+    """A case feature that raises on this record (single() over several conditions): the red-flag rule comes
+    back as a "could not be evaluated" action, and the contained OperationOutcome says why and where."""
+    root = Path(__file__).resolve().parents[2]
+    library = json.loads((root / "plandefinitions" / "Library-lbp-case-features.json").read_text(encoding="utf-8"))
+    original = json.loads(json.dumps(library))
+    feature = next(e for e in library["extension"] if e.get("valueExpression", {}).get("name") == "redFlagRf4Record")
+    feature["valueExpression"]["expression"] = "iif(%conditions.single().exists(), true, {})"
+    assert api.put("/fhir/Library/lbp-case-features", json=library, content_type=FHIR).status_code == 200
+    try:
+        careplan = apply(api, "se", "red-flag")
+    finally:
+        assert api.put("/fhir/Library/lbp-case-features", json=original, content_type=FHIR).status_code == 200
+    group = next(r for r in careplan["contained"] if r["resourceType"] == "RequestGroup")
+    found = {}
+    stack = list(group.get("action", []))
+    while stack:
+        action = stack.pop()
+        found[action.get("id")] = action
+        stack.extend(action.get("action", []))
+    red = found["red-flags-present"]
+    outcome_ext = "https://lbp-pathway.org/fhir/StructureDefinition/evaluation-outcome"
+    assert {"url": outcome_ext, "valueCode": "not-evaluated"} in red["extension"]
+    assert red["priority"] == "urgent" and red["title"].startswith("Kunde inte bedömas")
+    assert "RF4" in [c["code"] for cc in red["code"] for c in cc["coding"]]
+    outcome = next(r for r in careplan["contained"] if r["resourceType"] == "OperationOutcome")
+    assert {"url": "https://lbp-pathway.org/fhir/StructureDefinition/apply-outcome",
+            "valueReference": {"reference": f"#{outcome['id']}"}} in careplan["extension"]
+    issues = outcome["issue"]
+    failed = next(i for i in issues if i["severity"] == "error" and "redFlagRf4Record" in i["details"]["text"])
+    assert failed["expression"][0].startswith("Library.extension[")
+    incomplete = next(i for i in issues if i["code"] == "incomplete" and "red-flags-present" in i["details"]["text"])
+    assert incomplete["expression"] == ["PlanDefinition.action[0].condition[0].expression.expression"]
+    # the patient's values are not in the texts
+    assert "C50" not in json.dumps(issues)
+    # and with the Library restored, the red flag is found again
+    assert "urgent" in fired(apply(api, "se", "red-flag"))["RF4"]

@@ -11,7 +11,8 @@ import pytest
 from fhirpathpy.models import models
 
 from app.errors import FHIRError
-from app.reasoning.fhirpath import (
+from app.fhirpath import (
+    FHIRPathError,
     Scope,
     compile_expression,
     evaluate,
@@ -19,7 +20,6 @@ from app.reasoning.fhirpath import (
     singleton_boolean,
     to_json,
 )
-from app.reasoning.fhirpath_compiler import FHIRPathError
 from app.reasoning.terminology import TerminologyIndex
 
 from .conftest import ATC, ICD, LOINC, SKS, TODAY

@@ -17,6 +17,8 @@ from typing import Any
 
 from fhirpathpy.models import models
 
+from app.fhirpath import ucum
+
 _R4 = models["r4"]
 PATH2TYPE: dict[str, str] = _R4["path2Type"]
 CHOICES: dict[str, list[str]] = _R4["choiceTypePaths"]
@@ -552,10 +554,8 @@ def parse_temporal(text: str, kind: str) -> Temporal | None:
 _CALENDAR = {
     "year": "year",
     "years": "year",
-    "a": "year",
     "month": "month",
     "months": "month",
-    "mo": "month",
     "week": "week",
     "weeks": "week",
     "wk": "week",
@@ -585,11 +585,23 @@ _SECONDS = {
 }
 
 
+_KEYWORDS = {
+    k: k.rstrip("s") if k != "millisecond" else k
+    for k in (
+        "year", "years", "month", "months", "week", "weeks", "day", "days", "hour", "hours",
+        "minute", "minutes", "second", "seconds", "millisecond", "milliseconds",
+    )
+}
+_KEYWORDS["milliseconds"] = "millisecond"
+
+
 def calendar_unit(unit: str) -> str | None:
     return _CALENDAR.get(unit.strip("'"))
 
 
 class Quantity:
+    """A FHIRPath Quantity: a decimal and a unit (a UCUM code, or a calendar keyword such as `week`)."""
+
     __slots__ = ("value", "unit")
 
     def __init__(self, value: Decimal | int, unit: str):
@@ -599,17 +611,28 @@ class Quantity:
     def __repr__(self) -> str:
         return f"{self.value} '{self.unit}'"
 
+    @property
+    def keyword(self) -> str | None:
+        """The calendar keyword (singular) when the unit is one (`7 days`), else None."""
+        return _KEYWORDS.get(self.unit)
+
+    def text(self) -> str:
+        """As FHIRPath writes it: `1 week`, `4 'mg'`."""
+        return f"{self.value} {self.unit}" if self.unit in _KEYWORDS else f"{self.value} '{self.unit}'"
+
     def comparable(self, other: Quantity) -> tuple[Decimal, Decimal] | None:
         """Both values in one unit, or None when the units do not convert."""
         if self.unit == other.unit:
             return self.value, other.value
-        a, b = calendar_unit(self.unit), calendar_unit(other.unit)
-        if a and b:
-            if a in _SECONDS and b in _SECONDS:
-                return self.value * _SECONDS[a], other.value * _SECONDS[b]
-            if a in ("year", "month") and b in ("year", "month"):
-                return self.value * (12 if a == "year" else 1), other.value * (12 if b == "year" else 1)
-        return None
+        a, b = self.keyword or self.unit, other.keyword or other.unit
+        if a == b:
+            return self.value, other.value
+        if a in ("year", "month") and b in ("year", "month"):
+            return self.value * (12 if a == "year" else 1), other.value * (12 if b == "year" else 1)
+        x, y = ucum.canonical(self.value, a), ucum.canonical(other.value, b)
+        if x is None or y is None or x[1] != y[1]:
+            return None
+        return x[0], y[0]
 
     def to_json(self) -> dict[str, Any]:
         number = self.value
