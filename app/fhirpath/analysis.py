@@ -44,9 +44,10 @@ from app.fhirpath.static import (
     UNKNOWN,
     Static,
     categories,
-    more,
     is_boolean,
+    more,
     system,
+    union,
 )
 
 # -- dependencies (for the compiler) --------------------------------------------------------------------
@@ -113,6 +114,7 @@ class Diagnostic:
 
     severity: str  # "error" or "warning"
     message: str
+    tier: str = "spec"  # "spec": FHIRPath says so; "policy": refused in artifacts; "strict": FHIRPath's strict mode
     expression: str = ""
     artifact: str = ""
     element: str = ""
@@ -176,29 +178,35 @@ class _Infer:
         variables: Mapping[str, Static] | None,
         functions: Functions,
         strict: bool,
+        policy: bool,
         focus: Static,
+        open_variables: bool = False,
     ):
         self.text = text
         self.model = model
         self.variables = variables
         self.functions = functions
         self.strict = strict
+        self.policy = policy
+        self.open_variables = open_variables
         self.focus = focus
         self.diagnostics: list[Diagnostic] = []
 
-    def report(self, severity: str, message: str, node: Expr) -> None:
-        diagnostic = Diagnostic(severity, message, self.text, column=node.start + 1)
+    def report(self, severity: str, message: str, node: Expr, tier: str = "spec") -> None:
+        if severity == "error" and (tier == "policy" and not self.policy or tier == "strict" and not self.strict):
+            severity = "warning"
+        diagnostic = Diagnostic(severity, message, tier, self.text, column=node.start + 1)
         if diagnostic not in self.diagnostics:
             self.diagnostics.append(diagnostic)
 
-    def require_boolean(self, static: Static, what: str, node: Expr) -> None:
+    def require_boolean(self, static: Static, what: str, node: Expr, tier: str = "policy") -> None:
         verdict = is_boolean(self.model, static)
         if static.types is None:
             self.report("warning", f"cannot tell whether {what} is one Boolean ({static.describe()})", node)
         elif verdict is False:
-            self.report("error", f"{what} is {static.describe()}, not Boolean", node)
+            self.report("error", f"{what} is {static.describe()}, not Boolean", node, tier)
         elif static.many:
-            self.report("error", f"{what} may hold more than one item", node)
+            self.report("error", f"{what} may hold more than one item", node, "policy")
         elif static.many is None:
             self.report("warning", f"cannot tell whether {what} holds one item", node)
         elif verdict is None:
@@ -252,13 +260,17 @@ class _Infer:
         if name.startswith(("vs-", "ext-")):
             return STRING
         if self.variables is not None:
-            self.report("error", f"%{name} is not defined", node)
+            if self.open_variables:
+                self.report("warning", f"cannot check %{name}: nothing loaded declares it", node)
+            else:
+                self.report("error", f"%{name} is not defined", node)
         return UNKNOWN
 
     def type_name(self, spec: TypeSpec) -> str | None:
         resolved = self.model.resolve_type(spec.namespace, spec.name)
         if resolved is None:
-            self.report("error", f"unknown type {spec.text}", spec)
+            # `System.Patient` is a name nothing has (false, not an error, in the suite); a misspelt name is wrong
+            self.report("error", f"unknown type {spec.text}", spec, "policy" if spec.namespace == "System" else "spec")
         return resolved
 
     def member(self, source: Static, node: Member, *, at_start: bool) -> Static:
@@ -284,7 +296,7 @@ class _Infer:
             many = more(many, element.many)
             if self.choice_json_name(owner, name):
                 message = f"{name} is the JSON name of a choice element; FHIRPath names it by the element"
-                self.report("error" if self.strict else "warning", message, node)
+                self.report("error", message, node, "strict")
         if unknown_on and not found:
             abstract = [t for t in unknown_on if t in _ABSTRACT]
             if abstract and len(abstract) == len(unknown_on):
@@ -327,7 +339,7 @@ class _Infer:
         assert spec is not None
         args = self.arguments(spec, node, source, this, total)
         if node.name == "not":
-            self.require_boolean(source, "the input of not()", node)
+            self.require_boolean(source, "the input of not()", node, "policy")
         return spec.result(Typing(self.model, source, args, node))
 
     def host_result(self, host: HostFunction, source: Static) -> Static:
@@ -336,6 +348,13 @@ class _Infer:
 
     def arguments(self, spec: FunctionSpec, node: Call, source: Static, this: Static, total: Static) -> list[Static]:
         args: list[Static] = []
+        if spec.mode == "aggregate":
+            # $total starts as the init value (or empty) and then holds what the aggregator gave: typed by
+            # one more pass with the union of both
+            init = self.infer(node.args[1], this, total) if len(node.args) > 1 else EMPTY
+            first = self.infer(node.args[0], source.one(), init)
+            again = self.infer(node.args[0], source.one(), union(init, first))
+            return [again, init]
         for i, arg in enumerate(node.args):
             if spec.mode == "type":
                 if isinstance(arg, TypeSpec):
@@ -343,29 +362,28 @@ class _Infer:
                 args.append(UNKNOWN)
                 continue
             if spec.mode == "lambda":
+                if spec.name == "sort" and isinstance(arg, Unary) and arg.op == "-":
+                    arg = arg.operand  # `sort(-key)`: descending by key, not a negation
                 static = self.infer(arg, source.one(), total)
             elif spec.mode == "iif":
                 static = self.infer(arg, source, total)
-            elif spec.mode == "aggregate":
-                static = self.infer(arg, source.one(), args[1] if len(args) > 1 else UNKNOWN) if i == 0 else (
-                    self.infer(arg, this, total)
-                )
             else:
                 static = self.infer(arg, this, total)
             if spec.criterion and i == 0:
-                self.require_boolean(static, f"the criterion of {spec.name}()", arg)
+                self.require_boolean(static, f"the criterion of {spec.name}()", arg,
+                                     "spec" if spec.mode == "iif" else "policy")
             args.append(static)
         if spec.mode == "iif" and source.many:
-            self.report("error", "the input of iif() may hold more than one item", node)
+            self.report("error", "the input of iif() may hold more than one item", node, "policy")
         return args
 
     def binary(self, node: Binary, this: Static, total: Static) -> Static:
         left = self.infer(node.left, this, total)
         right = self.infer(node.right, this, total)
         operator = OPERATORS[node.op]
-        result, errors = operator.typing(self.model, left, right)
-        for message in errors:
-            self.report("error", message, node)
+        result, findings = operator.typing(self.model, left, right)
+        for tier, message in findings:
+            self.report("error", message, node, tier)
         if node.op in ("and", "or", "xor", "implies"):
             for side, static, operand in (("left", left, node.left), ("right", right, node.right)):
                 if static.many is not True and (is_boolean(self.model, static) is None or static.many is None):
@@ -385,18 +403,23 @@ def infer(
     variables: Mapping[str, Static] | None = None,
     functions: Functions = DEFAULT_FUNCTIONS,
     strict: bool = False,
+    policy: bool = True,
     criterion: str | None = None,
     model: R4Model | None = None,
+    open_variables: bool = False,
 ) -> Analysis:
     """Type an expression over a focus of the given type, with the %-variables declared in `variables`.
 
     With `variables=None` any %-name is accepted (as unknown); with a mapping, a name neither in it
-    nor standard is an error. `criterion` names the place when the result must be one Boolean
-    ("the condition"). `strict` makes the lenient readings of the suite's strict mode errors.
+    nor standard is an error (with `open_variables`, a warning: what declares it is not at hand).
+    `criterion` names the place when the result must be one Boolean ("the condition"). `strict` makes the
+    lenient readings of the suite's strict mode errors; without `policy`, the project's own rules for
+    artifacts (a criterion that may hold several items, a non-Boolean operand of `and`, `=` between
+    incompatible types …) are warnings.
     """
     model = model or r4()
     focus_static = focus if isinstance(focus, Static) else static_of(focus, False, model)
-    run = _Infer(text, model, variables, functions, strict, focus_static)
+    run = _Infer(text, model, variables, functions, strict, policy, focus_static, open_variables)
     result = run.infer(tree, focus_static)
     if criterion:
         run.require_boolean(result, criterion, tree)

@@ -95,7 +95,7 @@ class _Compiler:
             if value is None:
                 value = fn(ctx, focus)
                 memo[key] = value
-            return value  # type: ignore[no-any-return]
+            return value
 
         return memoised
 
@@ -207,7 +207,7 @@ class _Compiler:
             item = single(operand(ctx, focus), op)
             if item is None:
                 return []
-            matches = is_type(item, namespace, name)
+            matches = is_type(item, namespace, name, exact=op == "as")
             if op == "is":
                 return [matches]
             return [item] if matches else []
@@ -269,7 +269,7 @@ def _step(name: str) -> Fn:
             return selected if selected else navigate(focus, name)
 
         return by_type
-    return navigator(name)  # type: ignore[no-any-return]
+    return navigator(name)
 
 
 def _member_path(node: Expr) -> list[str] | None:
@@ -282,13 +282,29 @@ def _member_path(node: Expr) -> list[str] | None:
     return None if left is None else left + [node.name]
 
 
+def _items(result: list[Any]) -> list[Any]:
+    """A host function's result as engine items (FHIR JSON dicts and floats converted)."""
+    if not result:
+        return []
+    for value in result:
+        if type(value) is dict or type(value) is float or value is None:
+            return [as_item(v) for v in result if v is not None]
+    return result
+
+
 def _host_call(host: HostFunction, args: list[Fn]) -> Fn:
     impl = host.impl
+    if len(args) == 1:
+        (arg,) = args
+
+        def call1(ctx: Ctx, focus: list[Any]) -> list[Any]:
+            return _items(impl(ctx.env, focus, arg(ctx, ctx.this)))
+
+        return call1
 
     def call(ctx: Ctx, focus: list[Any]) -> list[Any]:
         this = ctx.this
-        result = impl(ctx.env, focus, *[a(ctx, this) for a in args])
-        return [as_item(v) for v in result] if result else []
+        return _items(impl(ctx.env, focus, *[a(ctx, this) for a in args]))
 
     return call
 

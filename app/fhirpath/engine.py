@@ -79,7 +79,7 @@ def _compile(text: str, functions: Functions) -> CompiledExpression:
     tree = parse(text)
     annotate(tree, functions)
     # what can be wrong whatever the input: unknown functions and type names, non-Boolean criteria …
-    errors = infer(tree, text, functions=functions).errors
+    errors = infer(tree, text, functions=functions, policy=False).errors
     if errors:
         raise FHIRPathError("; ".join(e.message for e in errors))
     return CompiledExpression(text=text, fn=compile_tree(tree, functions), variables=variables(tree), tree=tree)
@@ -127,6 +127,8 @@ def check_expression(
     criterion: str | None = None,
     functions: Functions = DEFAULT_FUNCTIONS,
     strict: bool = False,
+    policy: bool = True,
+    open_variables: bool = False,
 ) -> Analysis:
     """Parse and type an expression over a focus type with declared %-variables (see `analysis.infer`).
 
@@ -137,9 +139,9 @@ def check_expression(
     except FHIRPathSyntaxError as exc:
         from app.fhirpath.static import UNKNOWN  # noqa: PLC0415
 
-        return Analysis(UNKNOWN, [Diagnostic("error", f"syntax: {exc}", text)])
+        return Analysis(UNKNOWN, [Diagnostic("error", f"syntax: {exc}", "spec", text)])
     return infer(tree, text, focus=focus, variables=variables, criterion=criterion, functions=functions,
-                 strict=strict)
+                 strict=strict, policy=policy, open_variables=open_variables)
 
 
 def to_decimal(value: Any) -> Decimal:
@@ -192,7 +194,7 @@ class Environment:
         )
 
     def with_(self, **changes: Any) -> Environment:
-        values = {
+        values: dict[str, Any] = {
             "today": self.today,
             "now": self.now,
             "terminology": self.terminology,
@@ -231,7 +233,7 @@ def make_environment(
     return Environment(today=day, now=now, terminology=terminology, references=references or {}, host=host or {})
 
 
-class Scope(dict):
+class Scope(dict[str, Any]):
     """%-variables as collections ready for evaluation (name -> list of items).
 
     A scope also memoises what its variables determine (see `compiler._optimise`): give
@@ -253,7 +255,7 @@ class Scope(dict):
         self[name] = value if isinstance(value, list) and _prepared(value) else as_collection(value)
 
 
-def _prepared(values: list) -> bool:
+def _prepared(values: list[Any]) -> bool:
     return all(not isinstance(v, (dict, float)) and v is not None for v in values)
 
 
@@ -279,7 +281,7 @@ class Evaluator:
             raise FHIRPathError(f"{type(exc).__name__}: {exc}") from exc
 
 
-def _standard(root: list, env: Environment) -> dict[str, list]:
+def _standard(root: list[Any], env: Environment) -> dict[str, list[Any]]:
     return {
         "context": root,
         "resource": root,

@@ -38,6 +38,7 @@ from app.fhirpath.values import (
     Node,
     Quantity,
     Temporal,
+    calendar_unit,
     children_of,
     is_type,
     navigate,
@@ -101,11 +102,11 @@ def _per_item(static: Static) -> Result:
     return lambda t: static.with_many(t.input.many)
 
 
-def _lambda(param: Expr, compile: Compile) -> Callable[[Ctx, Any, int], list]:
+def _lambda(param: Expr, compile: Compile) -> Callable[[Ctx, Any, int], list[Any]]:
     """A lambda argument: evaluated on one item with $this and $index set."""
     body = compile(param)
 
-    def run(ctx: Ctx, item: Any, index: int) -> list:
+    def run(ctx: Ctx, item: Any, index: int) -> list[Any]:
         # an error abandons the whole evaluation, so the context is restored on success only
         saved_this, saved_index = ctx.this, ctx.index
         this = ctx.this = [item]
@@ -121,16 +122,16 @@ def _value(param: Expr, compile: Compile) -> Fn:
     """A value argument: evaluated on the current $this (the input of the expression being evaluated)."""
     body = compile(param)
 
-    def run(ctx: Ctx, focus: list) -> list:
+    def run(ctx: Ctx, focus: list[Any]) -> list[Any]:
         return body(ctx, ctx.this)
 
     return run
 
 
-def _f_where(params, compile):
+def _f_where(params: list[Any], compile: Compile) -> Fn:
     body = compile(params[0])
 
-    def fn(ctx, focus):
+    def fn(ctx: Ctx, focus: list[Any]) -> list[Any]:
         saved_this, saved_index = ctx.this, ctx.index
         out = []
         for i, item in enumerate(focus):
@@ -153,12 +154,12 @@ def _f_where(params, compile):
     return fn
 
 
-def _f_select(params, compile):
+def _f_select(params: list[Any], compile: Compile) -> Fn:
     body = compile(params[0])
 
-    def fn(ctx, focus):
+    def fn(ctx: Ctx, focus: list[Any]) -> list[Any]:
         saved_this, saved_index = ctx.this, ctx.index
-        out: list = []
+        out: list[Any] = []
         for i, item in enumerate(focus):
             this = ctx.this = [item]
             ctx.index = [i]
@@ -169,15 +170,15 @@ def _f_select(params, compile):
     return fn
 
 
-def _f_repeat(params, compile):
+def _f_repeat(params: list[Any], compile: Compile) -> Fn:
     projection = _lambda(params[0], compile)
 
-    def fn(ctx, focus):
-        out: list = []
-        seen: set = set()
+    def fn(ctx: Ctx, focus: list[Any]) -> list[Any]:
+        out: list[Any] = []
+        seen: set[Any] = set()
         pending = list(focus)
         while pending:
-            found: list = []
+            found: list[Any] = []
             for i, item in enumerate(pending):
                 for child in projection(ctx, item, i):
                     key = item_key(child)
@@ -191,12 +192,12 @@ def _f_repeat(params, compile):
     return fn
 
 
-def _f_exists(params, compile):
+def _f_exists(params: list[Any], compile: Compile) -> Fn:
     if not params:
         return lambda ctx, focus: [True] if focus else [False]
     body = compile(params[0])
 
-    def fn(ctx, focus):
+    def fn(ctx: Ctx, focus: list[Any]) -> list[Any]:
         saved_this, saved_index = ctx.this, ctx.index
         found = False
         for i, item in enumerate(focus):
@@ -211,20 +212,20 @@ def _f_exists(params, compile):
     return fn
 
 
-def _f_all(params, compile):
+def _f_all(params: list[Any], compile: Compile) -> Fn:
     criteria = _lambda(params[0], compile)
 
-    def fn(ctx, focus):
+    def fn(ctx: Ctx, focus: list[Any]) -> list[Any]:
         return [all(to_boolean(criteria(ctx, item, i)) is True for i, item in enumerate(focus))]
 
     return fn
 
 
-def _f_aggregate(params, compile):
+def _f_aggregate(params: list[Any], compile: Compile) -> Fn:
     aggregator = compile(params[0])
     initial = _value(params[1], compile) if len(params) > 1 else None
 
-    def fn(ctx, focus):
+    def fn(ctx: Ctx, focus: list[Any]) -> list[Any]:
         saved = ctx.this, ctx.index, ctx.total
         ctx.total = initial(ctx, focus) if initial is not None else []
         try:
@@ -239,12 +240,12 @@ def _f_aggregate(params, compile):
     return fn
 
 
-def _f_iif(params, compile):
+def _f_iif(params: list[Any], compile: Compile) -> Fn:
     criterion = compile(params[0])
     true_result = compile(params[1])
     otherwise = compile(params[2]) if len(params) > 2 else None
 
-    def fn(ctx, focus):
+    def fn(ctx: Ctx, focus: list[Any]) -> list[Any]:
         if len(focus) > 1:
             raise FHIRPathError("iif() expects a single input item")
         saved = ctx.this
@@ -259,11 +260,11 @@ def _f_iif(params, compile):
     return fn
 
 
-def _simple(body: Callable[[list], Any]):
+def _simple(body: Callable[[list[Any]], Any]) -> Builder:
     """A function of its input collection only; returns a collection or one value (None = empty)."""
 
-    def build(params, compile):
-        def fn(ctx, focus):
+    def build(params: list[Any], compile: Compile) -> Fn:
+        def fn(ctx: Ctx, focus: list[Any]) -> list[Any]:
             result = body(focus)
             if result is None:
                 return []
@@ -274,15 +275,15 @@ def _simple(body: Callable[[list], Any]):
     return build
 
 
-def _with_args(body: Callable[..., Any]):
+def _with_args(body: Callable[..., Any]) -> Builder:
     """A function of its input and evaluated value arguments (each a collection)."""
 
-    def build(params, compile):
+    def build(params: list[Any], compile: Compile) -> Fn:
         args = tuple(compile(p) for p in params)
 
         if not args:
 
-            def fn0(ctx, focus):
+            def fn0(ctx: Ctx, focus: list[Any]) -> list[Any]:
                 result = body(ctx, focus)
                 if result is None:
                     return []
@@ -293,7 +294,7 @@ def _with_args(body: Callable[..., Any]):
         if len(args) == 1:
             first = args[0]
 
-            def fn1(ctx, focus):
+            def fn1(ctx: Ctx, focus: list[Any]) -> list[Any]:
                 result = body(ctx, focus, first(ctx, ctx.this))
                 if result is None:
                     return []
@@ -301,7 +302,7 @@ def _with_args(body: Callable[..., Any]):
 
             return fn1
 
-        def fn(ctx, focus):
+        def fn(ctx: Ctx, focus: list[Any]) -> list[Any]:
             this = ctx.this
             result = body(ctx, focus, *[a(ctx, this) for a in args])
             if result is None:
@@ -313,11 +314,11 @@ def _with_args(body: Callable[..., Any]):
     return build
 
 
-def _typed(body: Callable[[list, str | None, str], list]):
-    def build(params, compile):
+def _typed(body: Callable[[list[Any], str | None, str], list[Any]]) -> Builder:
+    def build(params: list[Any], compile: Compile) -> Fn:
         namespace, name = params[0].namespace, params[0].name
 
-        def fn(ctx, focus):
+        def fn(ctx: Ctx, focus: list[Any]) -> list[Any]:
             return body(focus, namespace, name)
 
         return fn
@@ -325,31 +326,31 @@ def _typed(body: Callable[[list, str | None, str], list]):
     return build
 
 
-def _arg_value(collection: list, what: str) -> Any:
+def _arg_value(collection: list[Any], what: str) -> Any:
     item = single(collection, what)
     return None if item is None else value_of(item)
 
 
-def _count_arg(collection: list, what: str) -> int:
+def _count_arg(collection: list[Any], what: str) -> int:
     value = _arg_value(collection, what)
     if not is_number(value):
         raise FHIRPathError(f"{what} expects an integer")
     return int(value)
 
 
-def _not(focus):
+def _not(focus: list[Any]) -> Any:
     value = to_boolean(focus)
     return None if value is None else (not value)
 
 
-def _boolean_all(focus, wanted: bool, all_: bool):
+def _boolean_all(focus: list[Any], wanted: bool, all_: bool) -> Any:
     values = [value_of(i) for i in focus]
     if any(not isinstance(v, bool) for v in values):
         raise FHIRPathError("expects booleans")
     return all(v is wanted for v in values) if all_ else any(v is wanted for v in values)
 
 
-def _to_integer(focus):
+def _to_integer(focus: list[Any]) -> Any:
     item = single(focus, "toInteger()")
     if item is None:
         return None
@@ -363,7 +364,7 @@ def _to_integer(focus):
     return None
 
 
-def _to_decimal(focus):
+def _to_decimal(focus: list[Any]) -> Any:
     item = single(focus, "toDecimal()")
     if item is None:
         return None
@@ -375,7 +376,7 @@ def _to_decimal(focus):
     return to_decimal(value)
 
 
-def _to_boolean(focus):
+def _to_boolean(focus: list[Any]) -> Any:
     item = single(focus, "toBoolean()")
     if item is None:
         return None
@@ -397,13 +398,13 @@ def _to_boolean(focus):
     return None
 
 
-def _to_string(focus):
+def _to_string(focus: list[Any]) -> Any:
     item = single(focus, "toString()")
     return None if item is None else to_string(item)
 
 
-def _to_temporal(kind: str):
-    def convert(focus):
+def _to_temporal(kind: str) -> Callable[[list[Any]], Any]:
+    def convert(focus: list[Any]) -> Any:
         item = single(focus, f"to{kind}()")
         if item is None:
             return None
@@ -419,7 +420,7 @@ def _to_temporal(kind: str):
     return convert
 
 
-def _to_quantity(ctx, focus, *args):
+def _to_quantity(ctx: Ctx, focus: list[Any], *args: list[Any]) -> Any:
     item = single(focus, "toQuantity()")
     if item is None:
         return None
@@ -427,11 +428,14 @@ def _to_quantity(ctx, focus, *args):
     quantity = None
     if isinstance(value, Quantity):
         quantity = value
+    elif isinstance(value, bool):
+        quantity = Quantity(Decimal("1.0" if value else "0.0"), "1")
     elif is_number(value):
         quantity = Quantity(Decimal(value), "1")
     elif isinstance(value, str):
         m = re.fullmatch(r"\s*([+-]?\d+(?:\.\d+)?)\s*('([^']+)'|[a-z]+)?\s*", value)
-        if m:
+        # unquoted, only a calendar keyword is a unit (`4 days`; `1 wk` is no quantity)
+        if m and (m.group(3) is not None or m.group(2) is None or calendar_unit(m.group(2)) == m.group(2).rstrip("s")):
             quantity = Quantity(Decimal(m.group(1)), m.group(3) or m.group(2) or "1")
     if quantity is None:
         return None
@@ -445,8 +449,8 @@ def _to_quantity(ctx, focus, *args):
     return quantity
 
 
-def _converts(convert: Callable[..., Any]):
-    def body(focus):
+def _converts(convert: Callable[..., Any]) -> Callable[[list[Any]], Any]:
+    def body(focus: list[Any]) -> Any:
         if len(focus) != 1:
             return None if not focus else False
         try:
@@ -457,16 +461,16 @@ def _converts(convert: Callable[..., Any]):
     return body
 
 
-def _converts_quantity(focus):
+def _converts_quantity(ctx: Ctx, focus: list[Any], *args: list[Any]) -> Any:
     if len(focus) != 1:
         return None if not focus else False
-    return _to_quantity(None, focus) is not None
+    return _to_quantity(ctx, focus, *args) is not None
 
 
-def _string_fn(body: Callable[..., Any]):
+def _string_fn(body: Callable[..., Any]) -> Callable[..., Any]:
     name = body.__name__.strip("_")
 
-    def wrapped(ctx, focus, *args):
+    def wrapped(ctx: Ctx, focus: list[Any], *args: list[Any]) -> Any:
         if not focus:
             return None
         item = focus[0]
@@ -488,7 +492,7 @@ def _string_fn(body: Callable[..., Any]):
     return wrapped
 
 
-def _substring(text, start, length=None):
+def _substring(text: str, start: Any, length: Any = None) -> Any:
     start = int(start)
     if start < 0 or start >= len(text):
         return None
@@ -497,59 +501,61 @@ def _substring(text, start, length=None):
     return text[start : start + max(int(length), 0)]
 
 
-def _index_of(text, sub):
+def _index_of(text: str, sub: Any) -> Any:
     return text.find(sub)
 
 
-def _starts_with(text, prefix):
+def _starts_with(text: str, prefix: Any) -> Any:
     return text.startswith(prefix)
 
 
-def _ends_with(text, suffix):
+def _ends_with(text: str, suffix: Any) -> Any:
     return text.endswith(suffix)
 
 
-def _contains(text, sub):
+def _contains(text: str, sub: Any) -> Any:
     return sub in text
 
 
-def _upper(text):
+def _upper(text: str) -> Any:
     return text.upper()
 
 
-def _lower(text):
+def _lower(text: str) -> Any:
     return text.lower()
 
 
-def _replace(text, pattern, substitution):
+def _replace(text: str, pattern: Any, substitution: Any) -> Any:
     return text.replace(pattern, substitution)
 
 
-def _matches(text, regex):
+def _matches(text: str, regex: Any) -> Any:
     return re.search(regex, text, re.DOTALL) is not None
 
 
-def _replace_matches(text, regex, substitution):
+def _replace_matches(text: str, regex: Any, substitution: Any) -> Any:
+    if regex == "":
+        return text  # an empty pattern matches nowhere in FHIRPath (N1 §5.6.10)
     return re.sub(regex, re.sub(r"\$(\d+)", r"\\\1", substitution), text)
 
 
-def _length(text):
+def _length(text: str) -> Any:
     return len(text)
 
 
-def _to_chars(text):
+def _to_chars(text: str) -> Any:
     return list(text)
 
 
-def _split(text, separator):
+def _split(text: str, separator: Any) -> Any:
     return text.split(separator)
 
 
-def _trim(text):
+def _trim(text: str) -> Any:
     return text.strip()
 
 
-def _encode(text, encoding):
+def _encode(text: str, encoding: Any) -> Any:
     import base64
     import urllib.parse
 
@@ -564,7 +570,7 @@ def _encode(text, encoding):
     return None
 
 
-def _decode(text, encoding):
+def _decode(text: str, encoding: Any) -> Any:
     import base64
     import urllib.parse
 
@@ -579,7 +585,7 @@ def _decode(text, encoding):
     return None
 
 
-def _join(ctx, focus, *args):
+def _join(ctx: Ctx, focus: list[Any], *args: list[Any]) -> Any:
     separator = _arg_value(args[0], "join()") if args else ""
     parts = []
     for item in focus:
@@ -590,8 +596,8 @@ def _join(ctx, focus, *args):
     return "".join(parts) if not separator else str(separator).join(parts)
 
 
-def _math(body: Callable[[Decimal | int], Any]):
-    def run(focus):
+def _math(body: Callable[[Any], Any]) -> Callable[[list[Any]], Any]:
+    def run(focus: list[Any]) -> Any:
         item = single(focus, "a math function")
         if item is None:
             return None
@@ -604,31 +610,31 @@ def _math(body: Callable[[Decimal | int], Any]):
     return run
 
 
-def _ceiling(v):
+def _ceiling(v: Any) -> Any:
     return int(math.ceil(v))
 
 
-def _floor(v):
+def _floor(v: Any) -> Any:
     return int(math.floor(v))
 
 
-def _truncate(v):
+def _truncate(v: Any) -> Any:
     return int(v)
 
 
-def _sqrt(v):
+def _sqrt(v: Any) -> Any:
     return None if v < 0 else Decimal(v).sqrt()
 
 
-def _exp(v):
+def _exp(v: Any) -> Any:
     return Decimal(v).exp()
 
 
-def _ln(v):
+def _ln(v: Any) -> Any:
     return None if v <= 0 else Decimal(v).ln()
 
 
-def _round(ctx, focus, *args):
+def _round(ctx: Ctx, focus: list[Any], *args: list[Any]) -> Any:
     item = single(focus, "round()")
     if item is None:
         return None
@@ -637,7 +643,7 @@ def _round(ctx, focus, *args):
     return value.quantize(Decimal(1).scaleb(-precision), ROUND_HALF_UP)
 
 
-def _log(ctx, focus, base):
+def _log(ctx: Ctx, focus: list[Any], base: list[Any]) -> Any:
     item = single(focus, "log()")
     b = _arg_value(base, "log()")
     if item is None or b is None:
@@ -648,7 +654,7 @@ def _log(ctx, focus, base):
     return value.ln() / Decimal(b).ln()
 
 
-def _power(ctx, focus, exponent):
+def _power(ctx: Ctx, focus: list[Any], exponent: list[Any]) -> Any:
     item = single(focus, "power()")
     e = _arg_value(exponent, "power()")
     if item is None or e is None:
@@ -663,7 +669,7 @@ def _power(ctx, focus, exponent):
     return result
 
 
-def _sum(focus):
+def _sum(focus: list[Any]) -> Any:
     values = [value_of(i) for i in focus]
     if not values:
         return 0
@@ -677,7 +683,7 @@ def _sum(focus):
     return sum(values)
 
 
-def _extreme(focus, largest: bool):
+def _extreme(focus: list[Any], largest: bool) -> Any:
     if not focus:
         return None
     best = focus[0]
@@ -688,7 +694,7 @@ def _extreme(focus, largest: bool):
     return value_of(best)
 
 
-def _avg(focus):
+def _avg(focus: list[Any]) -> Any:
     values = [value_of(i) for i in focus]
     if not values:
         return None
@@ -697,61 +703,61 @@ def _avg(focus):
     return Decimal(sum(values)) / Decimal(len(values))
 
 
-def _single_fn(focus):
+def _single_fn(focus: list[Any]) -> Any:
     if len(focus) > 1:
         raise FHIRPathError("single() found more than one item")
     return list(focus)
 
 
-def _skip(ctx, focus, n):
+def _skip(ctx: Ctx, focus: list[Any], n: list[Any]) -> Any:
     return list(focus[max(_count_arg(n, "skip()"), 0) :])
 
 
-def _take(ctx, focus, n):
+def _take(ctx: Ctx, focus: list[Any], n: list[Any]) -> Any:
     return list(focus[: max(_count_arg(n, "take()"), 0)])
 
 
-def _intersect(ctx, focus, other):
+def _intersect(ctx: Ctx, focus: list[Any], other: list[Any]) -> Any:
     keys = {item_key(i) for i in other}
     return [i for i in distinct(focus) if item_key(i) in keys]
 
 
-def _exclude(ctx, focus, other):
+def _exclude(ctx: Ctx, focus: list[Any], other: list[Any]) -> Any:
     keys = {item_key(i) for i in other}
     return [i for i in focus if item_key(i) not in keys]
 
 
-def _union(ctx, focus, other):
+def _union(ctx: Ctx, focus: list[Any], other: list[Any]) -> Any:
     return distinct(list(focus) + list(other))
 
 
-def _combine(ctx, focus, other):
+def _combine(ctx: Ctx, focus: list[Any], other: list[Any]) -> Any:
     return list(focus) + list(other)
 
 
-def _subset_of(ctx, focus, other):
+def _subset_of(ctx: Ctx, focus: list[Any], other: list[Any]) -> Any:
     return all(any(item_equal(a, b) is True for b in other) for a in focus)
 
 
-def _superset_of(ctx, focus, other):
+def _superset_of(ctx: Ctx, focus: list[Any], other: list[Any]) -> Any:
     return all(any(item_equal(a, b) is True for a in focus) for b in other)
 
 
-def _of_type(focus, namespace, name):
-    return [i for i in focus if is_type(i, namespace, name)]
+def _of_type(focus: list[Any], namespace: str | None, name: str) -> list[Any]:
+    return [i for i in focus if is_type(i, namespace, name, exact=True)]
 
 
-def _is_fn(focus, namespace, name):
+def _is_fn(focus: list[Any], namespace: str | None, name: str) -> list[Any]:
     item = single(focus, "is()")
     return [] if item is None else [is_type(item, namespace, name)]
 
 
-def _as_fn(focus, namespace, name):
+def _as_fn(focus: list[Any], namespace: str | None, name: str) -> list[Any]:
     item = single(focus, "as()")
-    return [item] if item is not None and is_type(item, namespace, name) else []
+    return [item] if item is not None and is_type(item, namespace, name, exact=True) else []
 
 
-def _extension(ctx, focus, url):
+def _extension(ctx: Ctx, focus: list[Any], url: list[Any]) -> Any:
     wanted = _arg_value(url, "extension()")
     out = []
     for ext in [e for e in _navigate_extensions(focus)]:
@@ -760,19 +766,19 @@ def _extension(ctx, focus, url):
     return out
 
 
-def _navigate_extensions(focus):
+def _navigate_extensions(focus: list[Any]) -> Any:
     return navigate(focus, "extension")
 
 
-def _children_fn(focus):
-    out: list = []
+def _children_fn(focus: list[Any]) -> Any:
+    out: list[Any] = []
     for item in focus:
         out.extend(children_of(item))
     return out
 
 
-def _descendants(focus):
-    out: list = []
+def _descendants(focus: list[Any]) -> Any:
+    out: list[Any] = []
     pending = list(focus)
     while pending:
         found = _children_fn(pending)
@@ -781,38 +787,43 @@ def _descendants(focus):
     return out
 
 
-def _type_fn(focus):
+def _type_fn(focus: list[Any]) -> Any:
     return [
-        Node({"namespace": ns, "name": name}, None, "TypeInfo") for ns, name in (type_name(i) for i in focus)
+        Node({"namespace": ns, "name": name}, "TypeInfo", "TypeInfo") for ns, name in (type_name(i) for i in focus)
     ]
 
 
-def _has_value(focus):
-    return len(focus) == 1 and type(focus[0]) is Node and not isinstance(focus[0].data, (dict, list))
+def _has_value(focus: list[Any]) -> Any:
+    return (
+        len(focus) == 1
+        and type(focus[0]) is Node
+        and focus[0].data is not None
+        and not isinstance(focus[0].data, (dict, list))
+    )
 
 
-def _get_value(focus):
+def _get_value(focus: list[Any]) -> Any:
     if len(focus) == 1 and type(focus[0]) is Node and not isinstance(focus[0].data, (dict, list)):
         return value_of(focus[0])
     return None
 
 
-def _trace(ctx, focus, *args):
+def _trace(ctx: Ctx, focus: list[Any], *args: list[Any]) -> Any:
     tracer = getattr(ctx.env, "trace", None)
     if tracer is not None:
         tracer(_arg_value(args[0], "trace()") if args else "", focus)
     return list(focus)
 
 
-def _today(ctx, focus):
+def _today(ctx: Ctx, focus: list[Any]) -> Any:
     return ctx.std["today"]
 
 
-def _now(ctx, focus):
+def _now(ctx: Ctx, focus: list[Any]) -> Any:
     return ctx.std["now"]
 
 
-def _time_of_day(ctx, focus):
+def _time_of_day(ctx: Ctx, focus: list[Any]) -> Any:
     now = ctx.std["now"][0]
     return Temporal(
         "time", now.parts, 7, None, now.text.split("T", 1)[1][:12] if "T" in now.text else "00:00:00"
@@ -881,13 +892,13 @@ def _escape(text: str, target: str) -> str | None:
 
 def _unescape(text: str, target: str) -> str | None:
     import html  # noqa: PLC0415
-    import json  # noqa: PLC0415
 
     if target == "html":
         return html.unescape(text)
     if target == "json":
-        value = json.loads(f'"{text}"')
-        return str(value)
+        pattern = r'\\(["\\/bfnrt]|u[0-9a-fA-F]{4})'
+        simple = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+        return re.sub(pattern, lambda m: simple.get(m.group(1)) or chr(int(m.group(1)[1:], 16)), text)
     return None
 
 
@@ -984,7 +995,8 @@ def _temporal_boundary(value: Temporal, digits: Any, high: bool) -> Temporal | N
         tz = None if wanted <= 3 else tz
     from datetime import datetime as _dt  # noqa: PLC0415
 
-    return Temporal.from_datetime(kind, _dt(*parts), wanted, tz)  # type: ignore[misc]
+    y, mo, d, h, mi, s, us = parts
+    return Temporal.from_datetime(kind, _dt(y, mo, d, h, mi, s, us), wanted, tz)
 
 
 def _comparable_fn(ctx: Ctx, focus: list[Any], other: list[Any]) -> Any:
@@ -995,6 +1007,23 @@ def _comparable_fn(ctx: Ctx, focus: list[Any], other: list[Any]) -> Any:
     if not isinstance(x, Quantity) or not isinstance(y, Quantity):
         raise FHIRPathError("comparable() expects quantities")
     return x.comparable(y) is not None
+
+
+_CORE_PROFILE = "http://hl7.org/fhir/StructureDefinition/"
+
+
+def _conforms_to(ctx: Ctx, focus: list[Any], url: list[Any]) -> Any:
+    """conformsTo(url) for the R4 core types; a profile beyond them cannot be checked here (an error)."""
+    from app.fhirpath.model import r4  # noqa: PLC0415
+
+    item = single(focus, "conformsTo()")
+    target = _arg_value(url, "conformsTo()")
+    if item is None or target is None:
+        return None
+    name = str(target).removeprefix(_CORE_PROFILE)
+    if not str(target).startswith(_CORE_PROFILE) or not r4().is_resource(name):
+        raise FHIRPathError(f"conformsTo(): {target} is not an R4 core resource type; profiles are not checked")
+    return type(item) is Node and name in r4().ancestors(item.type or "")
 
 
 # -- typing rules of the functions ----------------------------------------------------------------------
@@ -1030,9 +1059,7 @@ def _as_type(t: Typing) -> Static:
 
 
 def _aggregate_type(t: Typing) -> Static:
-    if len(t.args) > 1:
-        return Static(t.args[1].types, True)
-    return UNKNOWN
+    return union(t.args[0], t.args[1], many=t.args[0].many)
 
 
 def _input_one_types(t: Typing) -> Static:
@@ -1137,7 +1164,7 @@ _SECTIONS: dict[str, list[FunctionSpec]] = {
         S("descendants", "", 0, 0, _simple(_descendants), _fixed(UNKNOWN)),
     ],
     "5.9 Utility": [
-        S("trace", "", 1, 2, _with_args(_trace), _same, env=True),
+        S("trace", "", 1, 2, _with_args(_trace), _same, mode="lambda", env=True),
         S("now", "", 0, 0, _with_args(_now), _fixed(system("DateTime")), env=True, input_free=True),
         S("timeOfDay", "", 0, 0, _with_args(_time_of_day), _fixed(system("Time")), env=True, input_free=True),
         S("today", "", 0, 0, _with_args(_today), _fixed(system("Date")), env=True, input_free=True),
@@ -1166,6 +1193,7 @@ _SECTIONS: dict[str, list[FunctionSpec]] = {
         S("extension", "", 1, 1, _with_args(_extension), _fixed(Static(frozenset({"Extension"}), True))),
         S("hasValue", "", 0, 0, _simple(_has_value), _fixed(BOOLEAN)),
         S("getValue", "", 0, 0, _simple(_get_value), _fixed(Static(None, False))),
+        S("conformsTo", "", 1, 1, _with_args(_conforms_to), _fixed(BOOLEAN)),
     ],
 }
 

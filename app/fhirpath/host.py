@@ -71,7 +71,7 @@ class Functions(Mapping[str, HostFunction]):
 
 
 def _member_of(env: Any, focus: list[Any], url: list[Any]) -> list[Any]:
-    terminology = getattr(env, "terminology", None)
+    terminology = env.terminology
     if terminology is None:
         raise FHIRPathError("memberOf() needs a terminology index")
     if len(url) != 1:
@@ -79,9 +79,12 @@ def _member_of(env: Any, focus: list[Any], url: list[Any]) -> list[Any]:
             return []
         raise FHIRPathError("memberOf() expects one ValueSet url")
     target = url[0].data if type(url[0]) is Node else url[0]
-    if not terminology.has_valueset(target):
-        raise FHIRPathError(f"memberOf(): ValueSet {target} is not loaded")
-    test = terminology.matcher(target)
+    try:
+        test = terminology.matcher(target)  # built once per ValueSet by the host
+    except Exception as exc:  # the host's own error for an unknown or unusable ValueSet
+        if not terminology.has_valueset(target):
+            raise FHIRPathError(f"memberOf(): ValueSet {target} is not loaded") from exc
+        raise FHIRPathError(f"memberOf(): ValueSet {target} cannot be used ({exc})") from exc
     out = []
     for item in focus:
         verdict = test(item.data if type(item) is Node else item)

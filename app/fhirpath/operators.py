@@ -29,7 +29,10 @@ from app.fhirpath.runtime import (
 from app.fhirpath.static import BOOLEAN, STRING, Static, categories, is_boolean, union
 from app.fhirpath.values import Node
 
-Typing = Callable[[R4Model, Static, Static], tuple[Static, list[str]]]
+# a finding of a typing rule: (tier, message); tier "spec" (FHIRPath says it is an error) or "policy" (an
+# expression that can only be right by accident: the checker of artifacts refuses it, see `analysis`)
+Finding = tuple[str, str]
+Typing = Callable[[R4Model, Static, Static], tuple[Static, list[Finding]]]
 Builder = Callable[[Fn, Fn, Binary], Fn]
 
 
@@ -46,47 +49,53 @@ class Operator:
 _TEMPORAL = frozenset({"date", "dateTime", "instant", "time"})
 
 
-def _comparable(model: R4Model, op: str, left: Static, right: Static, *, ordered: bool) -> list[str]:
+_ORDERED = frozenset({"Number", "String", "Date", "Time", "Quantity"})
+
+
+def _comparable(model: R4Model, op: str, left: Static, right: Static, *, ordered: bool) -> list[Finding]:
     a, b = categories(model, left), categories(model, right)
     if not a or not b:
         return []
     if ordered:
-        allowed = {"Number", "String", "Date", "Time", "Quantity"}
-        bad = (a | b) - allowed
-        if bad:
-            return [f"'{op}' cannot order {', '.join(sorted(bad))} values"]
+        a, b = a & _ORDERED, b & _ORDERED
+        if not a or not b:
+            kinds = ", ".join(sorted((categories(model, left) or set()) | (categories(model, right) or set())))
+            return [("spec", f"'{op}' cannot order {kinds} values")]
+        if not a & b:
+            return [("spec", f"'{op}' compares {left.describe()} with {right.describe()}: they cannot be ordered")]
+        return []
     if not a & b:
-        return [f"'{op}' compares {left.describe()} with {right.describe()}: the types are incompatible"]
+        return [("policy", f"'{op}' compares {left.describe()} with {right.describe()}: the types are incompatible")]
     return []
 
 
 def _equality(op: str) -> Typing:
-    def rule(model: R4Model, left: Static, right: Static) -> tuple[Static, list[str]]:
+    def rule(model: R4Model, left: Static, right: Static) -> tuple[Static, list[Finding]]:
         return BOOLEAN, _comparable(model, op, left, right, ordered=False)
 
     return rule
 
 
 def _ordering(op: str) -> Typing:
-    def rule(model: R4Model, left: Static, right: Static) -> tuple[Static, list[str]]:
+    def rule(model: R4Model, left: Static, right: Static) -> tuple[Static, list[Finding]]:
         errors = _comparable(model, op, left, right, ordered=True)
         for side, static in (("left", left), ("right", right)):
             if static.many:
-                errors.append(f"the {side} operand of '{op}' may hold more than one item")
+                errors.append(("policy", f"the {side} operand of '{op}' may hold more than one item"))
         return BOOLEAN, errors
 
     return rule
 
 
 def _logical(op: str) -> Typing:
-    def rule(model: R4Model, left: Static, right: Static) -> tuple[Static, list[str]]:
-        errors = []
+    def rule(model: R4Model, left: Static, right: Static) -> tuple[Static, list[Finding]]:
+        errors: list[Finding] = []
         for side, static in (("left", left), ("right", right)):
             verdict = is_boolean(model, static)
             if verdict is False:
-                errors.append(f"the {side} operand of '{op}' is {static.describe()}, not Boolean")
+                errors.append(("policy", f"the {side} operand of '{op}' is {static.describe()}, not Boolean"))
             elif static.many:
-                errors.append(f"the {side} operand of '{op}' may hold more than one item")
+                errors.append(("policy", f"the {side} operand of '{op}' may hold more than one item"))
         return BOOLEAN, errors
 
     return rule
@@ -118,9 +127,9 @@ _ARITHMETIC: dict[str, dict[tuple[str, str], str]] = {
 def _arithmetic(op: str) -> Typing:
     table = _ARITHMETIC[op]
 
-    def rule(model: R4Model, left: Static, right: Static) -> tuple[Static, list[str]]:
-        errors = [
-            f"the {side} operand of '{op}' may hold more than one item"
+    def rule(model: R4Model, left: Static, right: Static) -> tuple[Static, list[Finding]]:
+        errors: list[Finding] = [
+            ("policy", f"the {side} operand of '{op}' may hold more than one item")
             for side, static in (("left", left), ("right", right))
             if static.many
         ]
@@ -129,7 +138,7 @@ def _arithmetic(op: str) -> Typing:
             return Static(None, False), errors
         results = {table[(x, y)] for x in a for y in b if (x, y) in table}
         if not results:
-            errors.append(f"'{op}' cannot combine {left.describe()} and {right.describe()}")
+            errors.append(("spec", f"'{op}' cannot combine {left.describe()} and {right.describe()}"))
             return Static(None, False), errors
         types: set[str] = set()
         for category in results:
@@ -146,25 +155,25 @@ def _arithmetic(op: str) -> Typing:
     return rule
 
 
-def _concatenation(model: R4Model, left: Static, right: Static) -> tuple[Static, list[str]]:
-    errors = [
-        f"the {side} operand of '&' may hold more than one item"
+def _concatenation(model: R4Model, left: Static, right: Static) -> tuple[Static, list[Finding]]:
+    errors: list[Finding] = [
+        ("policy", f"the {side} operand of '&' may hold more than one item")
         for side, static in (("left", left), ("right", right))
         if static.many
     ]
     return STRING, errors
 
 
-def _union_typing(model: R4Model, left: Static, right: Static) -> tuple[Static, list[str]]:
+def _union_typing(model: R4Model, left: Static, right: Static) -> tuple[Static, list[Finding]]:
     return union(left, right, many=True), []
 
 
 def _membership(op: str) -> Typing:
-    def rule(model: R4Model, left: Static, right: Static) -> tuple[Static, list[str]]:
+    def rule(model: R4Model, left: Static, right: Static) -> tuple[Static, list[Finding]]:
         element = left if op == "in" else right
         errors = _comparable(model, op, left, right, ordered=False)
         if element.many:
-            errors.append(f"the single operand of '{op}' may hold more than one item")
+            errors.append(("policy", f"the single operand of '{op}' may hold more than one item"))
         return BOOLEAN, errors
 
     return rule

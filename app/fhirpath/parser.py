@@ -14,8 +14,8 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from antlr4 import CommonTokenStream, InputStream, Token
-from antlr4.error.ErrorListener import ErrorListener
+from antlr4 import CommonTokenStream, InputStream, Token  # type: ignore[import-untyped]
+from antlr4.error.ErrorListener import ErrorListener  # type: ignore[import-untyped]
 from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
@@ -115,6 +115,11 @@ def string_literal(text: str) -> str:
     return "".join(out)
 
 
+def _is(ctx: Any, cls: type) -> bool:
+    """isinstance without narrowing: the generated parser's contexts are untyped, so they stay Any here."""
+    return isinstance(ctx, cls)
+
+
 def _identifier(ctx: Any) -> str:
     text = str(ctx.getText())
     return string_literal(text) if text[:1] == "`" else text
@@ -129,18 +134,18 @@ class _Builder:
 
     def expression(self, ctx: Any) -> Expr:
         start = int(ctx.start.start)
-        if isinstance(ctx, P.TermExpressionContext):
+        if _is(ctx, P.TermExpressionContext):
             return self.term(ctx.term())
-        if isinstance(ctx, P.InvocationExpressionContext):
+        if _is(ctx, P.InvocationExpressionContext):
             return self.invocation(ctx.invocation(), self.expression(ctx.expression()))
-        if isinstance(ctx, P.IndexerExpressionContext):
+        if _is(ctx, P.IndexerExpressionContext):
             return Indexer(self.expression(ctx.expression(0)), self.expression(ctx.expression(1)), start=start)
-        if isinstance(ctx, P.PolarityExpressionContext):
+        if _is(ctx, P.PolarityExpressionContext):
             return Unary(str(ctx.getChild(0).getText()), self.expression(ctx.expression()), start=start)
-        if isinstance(ctx, P.TypeExpressionContext):
+        if _is(ctx, P.TypeExpressionContext):
             spec = self.type_spec(ctx.typeSpecifier().qualifiedIdentifier())
             return self.type_op(str(ctx.getChild(1).getText()), self.expression(ctx.expression()), spec, start)
-        if isinstance(ctx, P.ExpressionContext) and ctx.getChildCount() == 3:
+        if _is(ctx, P.ExpressionContext) and ctx.getChildCount() == 3:
             op = str(ctx.getChild(1).getText())
             if op in OPERATORS:
                 left = self.expression(ctx.expression(0))
@@ -161,16 +166,16 @@ class _Builder:
 
     def term(self, ctx: Any) -> Expr:
         start = int(ctx.start.start)
-        if isinstance(ctx, P.InvocationTermContext):
+        if _is(ctx, P.InvocationTermContext):
             return self.invocation(ctx.invocation(), None)
-        if isinstance(ctx, P.LiteralTermContext):
+        if _is(ctx, P.LiteralTermContext):
             return self.literal(ctx.literal())
-        if isinstance(ctx, P.ExternalConstantTermContext):
+        if _is(ctx, P.ExternalConstantTermContext):
             constant = ctx.externalConstant()
             if constant.identifier() is not None:
                 return Variable(_identifier(constant.identifier()), start=start)
             return Variable(string_literal(str(constant.STRING().getText())), start=start)
-        if isinstance(ctx, P.ParenthesizedTermContext):
+        if _is(ctx, P.ParenthesizedTermContext):
             inner = self.expression(ctx.expression())
             inner.parenthesised = True  # type: ignore[attr-defined]
             return inner
@@ -178,9 +183,9 @@ class _Builder:
 
     def invocation(self, ctx: Any, source: Expr | None) -> Expr:
         start = int(ctx.start.start)
-        if isinstance(ctx, P.MemberInvocationContext):
+        if _is(ctx, P.MemberInvocationContext):
             return Member(source, _identifier(ctx.identifier()), start=start)
-        if isinstance(ctx, P.FunctionInvocationContext):
+        if _is(ctx, P.FunctionInvocationContext):
             functn = ctx.functn()
             name = _identifier(functn.identifier())
             params = functn.paramList()
@@ -188,11 +193,11 @@ class _Builder:
             if name in TYPE_ARGUMENT_FUNCTIONS and len(args) == 1:
                 args = [self.type_argument(args[0])]
             return Call(source, name, args, start=start)
-        if isinstance(ctx, P.ThisInvocationContext):
+        if _is(ctx, P.ThisInvocationContext):
             return Special("this", start=start)
-        if isinstance(ctx, P.IndexInvocationContext):
+        if _is(ctx, P.IndexInvocationContext):
             return Special("index", start=start)
-        if isinstance(ctx, P.TotalInvocationContext):
+        if _is(ctx, P.TotalInvocationContext):
             return Special("total", start=start)
         raise FHIRPathSyntaxError(f"unsupported invocation {ctx.getText()}")
 
@@ -211,17 +216,17 @@ class _Builder:
     def literal(self, ctx: Any) -> Expr:
         start = int(ctx.start.start)
         text = str(ctx.getText())
-        if isinstance(ctx, P.NullLiteralContext):
+        if _is(ctx, P.NullLiteralContext):
             return Literal("null", None, "{}", start=start)
-        if isinstance(ctx, P.BooleanLiteralContext):
+        if _is(ctx, P.BooleanLiteralContext):
             return Literal("Boolean", text == "true", text, start=start)
-        if isinstance(ctx, P.StringLiteralContext):
+        if _is(ctx, P.StringLiteralContext):
             return Literal("String", string_literal(text), text, start=start)
-        if isinstance(ctx, P.NumberLiteralContext):
+        if _is(ctx, P.NumberLiteralContext):
             if "." in text:
                 return Literal("Decimal", Decimal(text), text, start=start)
             return Literal("Integer", int(text), text, start=start)
-        if isinstance(ctx, P.DateTimeLiteralContext):
+        if _is(ctx, P.DateTimeLiteralContext):
             body = text[1:]
             kind = "dateTime" if "T" in body or start in self.partial else "date"
             if kind == "date" and body.endswith("Z"):
@@ -230,12 +235,12 @@ class _Builder:
             if value is None:
                 raise FHIRPathSyntaxError(f"invalid date/time literal {text}")
             return Literal("DateTime" if kind == "dateTime" else "Date", value, text, start=start)
-        if isinstance(ctx, P.TimeLiteralContext):
+        if _is(ctx, P.TimeLiteralContext):
             value = parse_temporal(text[2:], "time")
             if value is None:
                 raise FHIRPathSyntaxError(f"invalid time literal {text}")
             return Literal("Time", value, text, start=start)
-        if isinstance(ctx, P.QuantityLiteralContext):
+        if _is(ctx, P.QuantityLiteralContext):
             quantity = ctx.quantity()
             number = Decimal(str(quantity.NUMBER().getText()))
             unit_ctx = quantity.unit()

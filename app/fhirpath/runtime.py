@@ -31,13 +31,15 @@ class Ctx:
 
     __slots__ = ("vars", "std", "env", "this", "index", "total", "root", "memo")
 
-    def __init__(self, variables: Any, std: dict[str, list], env: Any, root: list, memo: dict | None = None):
+    def __init__(
+        self, variables: Any, std: dict[str, list[Any]], env: Any, root: list[Any], memo: dict[str, Any] | None = None
+    ):
         self.vars = variables
         self.std = std
         self.env = env
         self.this = root
-        self.index: list = []
-        self.total: list = []
+        self.index: list[Any] = []
+        self.total: list[Any] = []
         self.root = root
         self.memo = memo  # results of subexpressions that read only %-variables, shared per scope
 
@@ -57,7 +59,7 @@ def const(values: list[Any]) -> Fn:
 # -- helpers --------------------------------------------------------------------------------------------
 
 
-def single(collection: list, what: str) -> Any:
+def single(collection: list[Any], what: str) -> Any:
     if not collection:
         return None
     if len(collection) > 1:
@@ -65,7 +67,7 @@ def single(collection: list, what: str) -> Any:
     return collection[0]
 
 
-def to_boolean(collection: list) -> bool | None:
+def to_boolean(collection: list[Any]) -> bool | None:
     """Singleton evaluation of a collection where a Boolean is expected."""
     if not collection:
         return None
@@ -116,7 +118,7 @@ def item_equal(x: Any, y: Any) -> bool | None:
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b if isinstance(a, bool) and isinstance(b, bool) else False
     if is_number(a) and is_number(b):
-        return a == b
+        return bool(a == b)
     if isinstance(a, Temporal) or isinstance(b, Temporal):
         pair = temporal_pair(a, b)
         if pair is None:
@@ -127,10 +129,10 @@ def item_equal(x: Any, y: Any) -> bool | None:
         return None if result is None else result == 0
     if isinstance(a, Quantity) and isinstance(b, Quantity):
         pair_q = a.comparable(b)
-        return pair_q is not None and pair_q[0] == pair_q[1]
+        return None if pair_q is None else pair_q[0] == pair_q[1]
     if type(a) is not type(b):
         return False
-    return a == b
+    return bool(a == b)
 
 
 def _normal_text(text: str) -> str:
@@ -142,23 +144,38 @@ def item_equivalent(x: Any, y: Any) -> bool:
     if isinstance(a, str) and isinstance(b, str):
         return _normal_text(a) == _normal_text(b)
     if is_number(a) and is_number(b):
-        da, db = Decimal(a), Decimal(b)
-        places = min(
-            -da.as_tuple().exponent if da.as_tuple().exponent < 0 else 0,
-            -db.as_tuple().exponent if db.as_tuple().exponent < 0 else 0,
-        )
-        quantum = Decimal(1).scaleb(-places)
-        return da.quantize(quantum, ROUND_HALF_UP) == db.quantize(quantum, ROUND_HALF_UP)
+        return _same_at_least_precision(Decimal(a), Decimal(b), Decimal(a), Decimal(b))
     if isinstance(a, Temporal) or isinstance(b, Temporal):
         pair = temporal_pair(a, b)
-        return pair is not None and pair[0].precision == pair[1].precision and pair[0].compare(pair[1]) == 0
+        if pair is None:
+            return False
+        # seconds and their fractions are one precision (N1 §6.1.2)
+        p, q = min(pair[0].precision, 6), min(pair[1].precision, 6)
+        return p == q and pair[0].compare(pair[1]) == 0
+    if isinstance(a, Quantity) and isinstance(b, Quantity):
+        # compared in a's unit at the precision of the less precise value: 4 'g' ~ 4040 'mg'
+        pair_q = Quantity(Decimal(1), a.unit).comparable(b)
+        if pair_q is None or not pair_q[0]:
+            return False
+        b_in_a = pair_q[1] / pair_q[0]
+        return _same_at_least_precision(a.value, b_in_a, a.value, b_in_a if a.unit != b.unit else b.value)
     return bool(item_equal(x, y))
+
+
+def _places(value: Decimal) -> int:
+    exponent = value.as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+
+
+def _same_at_least_precision(a: Decimal, b: Decimal, written_a: Decimal, written_b: Decimal) -> bool:
+    quantum = Decimal(1).scaleb(-min(_places(written_a), _places(written_b)))
+    return a.quantize(quantum, ROUND_HALF_UP) == b.quantize(quantum, ROUND_HALF_UP)
 
 
 def compare_items(x: Any, y: Any) -> int | None:
     a, b = value_of(x), value_of(y)
     if is_number(a) and is_number(b):
-        return (a > b) - (a < b)
+        return int((a > b) - (a < b))
     if isinstance(a, str) and isinstance(b, str):
         return (a > b) - (a < b)
     if isinstance(a, Temporal) or isinstance(b, Temporal):
@@ -204,8 +221,8 @@ def item_key(item: Any) -> Any:
     return ("s", item)
 
 
-def distinct(collection: list) -> list:
-    seen: set = set()
+def distinct(collection: list[Any]) -> list[Any]:
+    seen: set[Any] = set()
     out = []
     for item in collection:
         key = item_key(item)
@@ -230,7 +247,7 @@ def to_string(item: Any) -> str | None:
     return None
 
 
-def string_input(collection: list, name: str) -> str | None:
+def string_input(collection: list[Any], name: str) -> str | None:
     item = single(collection, f"{name}()")
     if item is None:
         return None
@@ -247,11 +264,11 @@ def number(item: Any, what: str) -> int | Decimal:
     value = value_of(item)
     if not is_number(value):
         raise FHIRPathError(f"{what} expects a number, got {value!r}")
-    return value
+    return value  # type: ignore[no-any-return]
 
 
 
-def arith(op: str, a: Any, b: Any) -> list:
+def arith(op: str, a: Any, b: Any) -> list[Any]:
     x = a.data if type(a) is Node and a.type in ("integer", "positiveInt", "unsignedInt") else value_of(a)
     y = b.data if type(b) is Node and b.type in ("integer", "positiveInt", "unsignedInt") else value_of(b)
     if type(x) is int and type(y) is int:
@@ -295,6 +312,10 @@ def arith(op: str, a: Any, b: Any) -> list:
                 return [parsed.plus(y, -1)]
         if isinstance(x, Quantity) and isinstance(y, Quantity) and x.unit == y.unit:
             return [Quantity(x.value - y.value, x.unit)]
+    if op in ("*", "/") and isinstance(x, Quantity) and isinstance(y, Quantity):
+        return [_quantity_product(op, x, y)]
+    if op == "*" and is_number(x) and isinstance(y, Quantity):
+        return [Quantity(y.value * x, y.unit)]
     if op in ("*", "/") and isinstance(x, Quantity) and is_number(y):
         return (
             [Quantity(x.value * y if op == "*" else x.value / Decimal(y), x.unit)]
@@ -326,3 +347,18 @@ def arith(op: str, a: Any, b: Any) -> list:
         return [int(rest)] if isinstance(x, int) and isinstance(y, int) else [rest]
     raise FHIRPathError(f"unknown operator {op}")
 
+
+
+def _quantity_product(op: str, x: Quantity, y: Quantity) -> Quantity:
+    """Quantity * or / Quantity, in base UCUM units (2.0 'cm' * 2.0 'm' = 0.040 'm2')."""
+    from app.fhirpath import ucum  # noqa: PLC0415
+
+    a, b = ucum.canonical(x.value, x.keyword or x.unit), ucum.canonical(y.value, y.keyword or y.unit)
+    if a is None or b is None:
+        if x.unit == y.unit and op == "/":
+            return Quantity(x.value / y.value, "1")
+        raise FHIRPathError(f"cannot {'multiply' if op == '*' else 'divide'} {x.text()} and {y.text()}")
+    sign = 1 if op == "*" else -1
+    dim = tuple(p + sign * q for p, q in zip(a[1], b[1], strict=True))
+    value = a[0] * b[0] if op == "*" else a[0] / b[0]
+    return Quantity(value, ucum.unit_of(dim))  # type: ignore[arg-type]
