@@ -91,6 +91,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(web_bp)
     from app.cds import bp as cds_bp
     app.register_blueprint(cds_bp)
+    from app.measures.web import bp as reports_bp
+    app.register_blueprint(reports_bp)
     register_error_handlers(app)
 
     @app.get("/healthz")

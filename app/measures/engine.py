@@ -210,8 +210,9 @@ def _clinical_date(r: Mapping[str, Any]) -> str | None:
     t = r.get("resourceType")
     if t == "Patient":
         return None
-    for key in ("effectiveDateTime", "performedDateTime", "onsetDateTime", "authoredOn", "authored", "started",
-                "recordedDate", "issued", "created", "dateAsserted"):
+    # When the fact entered the record: a Condition's recordedDate before its onset.
+    for key in ("recordedDate", "effectiveDateTime", "performedDateTime", "onsetDateTime", "authoredOn", "authored",
+                "started", "issued", "created", "dateAsserted"):
         value = r.get(key)
         if isinstance(value, str):
             return value[:10]
@@ -451,7 +452,7 @@ class Tally:
     def score(self, scoring: str, aggregate: str) -> float | None:
         if scoring in ("proportion", "ratio"):
             base = (self.counts["denominator"] - self.counts["denominator-exclusion"]
-                    - self.counts["denominator-exception"])
+                    - self.counts["denominator-exception"] - self.numerator_unknown)
             return (self.counts["numerator"] - self.counts["numerator-exclusion"]) / base if base > 0 else None
         if scoring == "continuous-variable":
             values = self.observations
