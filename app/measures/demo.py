@@ -128,8 +128,8 @@ def patient_course(rng: random.Random, index: int, variant: str, year: int) -> l
     end = d0 + timedelta(days=rng.randrange(14, 35) if course == "recovering" else rng.randrange(42, 150))
     condition = {"resourceType": "Condition", "code": p.diagnosis("M54.4" if sciatica else "M54.5"),
                  "onsetDateTime": _d(onset), "recordedDate": _d(d0),
-                 "clinicalStatus": {"coding": [{"system": CLINICAL, "code": "resolved"}]},
-                 "abatementDateTime": _d(end)}
+                 # left active: whether an episode is closed depends on the day the record is read
+                 "clinicalStatus": {"coding": [{"system": CLINICAL, "code": "active"}]}}
     p.add(condition)
     red_flag = course == "red-flag"
     if red_flag:

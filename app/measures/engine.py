@@ -574,7 +574,7 @@ def measure_report(acc: MeasureAccumulator, evaluator: MeasureEvaluator, *, repo
                 if s:
                     stratum["measureScore"] = s
                 strata.append(stratum)
-            stratifiers.append({"code": [code_json], "stratum": strata})
+            stratifiers.append({"code": [code_json], **({"stratum": strata} if strata else {})})
         if stratifiers:
             group["stratifier"] = stratifiers
         groups.append(group)
