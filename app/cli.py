@@ -303,7 +303,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     app = _app()
     lbp = app.extensions["lbp"]
     with app.app_context():
-        result = build_report(lbp.knowledge.base, cohort_records(lbp.store), variant=args.variant, period=period)
+        result = build_report(lbp.knowledge.base, cohort_records(lbp.store), variant=args.variant, period=period,
+                              lang=args.lang)
         html = render_report(lbp.knowledge.base, result, variant=args.variant, period=period)
     print(table_text(result.rows, variant=args.variant, period=period, as_of=result.evaluator.as_of))
     for issue in result.issues():
@@ -406,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", required=True)
     p.add_argument("--period", required=True, help="START/END, e.g. 2026-01-01/2026-12-31")
     p.add_argument("-o", "--output", help="HTML file (default report-<variant>-<start>-<end>.html)")
+    p.add_argument("--lang", default="en", choices=["en", "sv", "da"], help="language of the indicator titles")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="a deterministic demo cohort of pathway patients")

@@ -76,7 +76,25 @@ def _unknown(group: dict[str, Any]) -> int:
                if e.get("url") == engine.UNKNOWN)
 
 
-def indicator_rows(accs: list[engine.MeasureAccumulator], evaluator: engine.MeasureEvaluator) -> list[IndicatorRow]:
+TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation"
+
+
+def translated(resource: dict[str, Any], element: str, lang: str) -> str:
+    """The element's text in `lang` (the resource's own language, or its translation extension)."""
+    text = resource.get(element, "")
+    if resource.get("language", "en") == lang:
+        return text
+    for ext in (resource.get(f"_{element}") or {}).get("extension", []):
+        if ext.get("url") == TRANSLATION:
+            parts = {e.get("url"): next((v for k, v in e.items() if k.startswith("value")), None)
+                     for e in ext.get("extension", [])}
+            if parts.get("lang") == lang and parts.get("content"):
+                return parts["content"]
+    return text
+
+
+def indicator_rows(accs: list[engine.MeasureAccumulator], evaluator: engine.MeasureEvaluator, *,
+                   lang: str = "en") -> list[IndicatorRow]:
     rows = []
     for acc in accs:
         m = acc.measure
@@ -111,7 +129,8 @@ def indicator_rows(accs: list[engine.MeasureAccumulator], evaluator: engine.Meas
                 else:
                     met = score >= g.target
             unit = "%" if m.scoring == "proportion" else (" days" if "days" in (g.description or "").lower() else "")
-            title = m.title if len(m.groups) == 1 else f"{m.title}: {g.description}"
+            name = translated(m.resource, "title", lang)
+            title = name if len(m.groups) == 1 else f"{name}: {g.description}"
             rows.append(IndicatorRow(
                 measure_id=m.id, group_id=g.id, rules=[r for r in m.rules if r], identifier=identifier, title=title,
                 scoring=m.scoring, numerator=num, denominator=den, unknown=unknown, score=score, unit=unit,
@@ -161,12 +180,12 @@ def _chart(row: IndicatorRow, index: int):
 
 
 def render_html(rows: list[IndicatorRow], *, variant: str, period: engine.Period, as_of: date,
-                not_computable_rules: list[tuple[str, str, str]], issues: list[str]) -> str:
+                not_computable_rules: list[tuple[str, str, str]], issues: list[str], lang: str = "en") -> str:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     charts = [_chart(row, i) for i, row in enumerate(rows)]
     return env.get_template("report.html").render(
         rows=list(zip(rows, charts, strict=True)), variant=variant, period=period, as_of=as_of,
-        not_computable=not_computable_rules, issues=issues)
+        not_computable=not_computable_rules, issues=issues, lang=lang)
 
 
 @dataclass
@@ -174,18 +193,19 @@ class VariantReport:
     rows: list[IndicatorRow]
     evaluator: engine.MeasureEvaluator
     patients: list[str]  # ids of the patients counted in any indicator (for the audit trail)
+    lang: str = "en"  # language of the indicator titles
 
     def issues(self) -> list[str]:
         return [i.message for i in self.evaluator.tally.issues()]
 
 
-def build_report(kb: Any, records, *, variant: str, period: engine.Period, as_of: date | None = None
-                 ) -> VariantReport:
-    """Evaluate every Measure of the variant over the records (one pass)."""
+def build_report(kb: Any, records, *, variant: str, period: engine.Period, as_of: date | None = None,
+                 lang: str = "en") -> VariantReport:
+    """Evaluate every Measure of the variant over the records (one pass); titles in `lang` where translated."""
     measures = engine.measures_for_variant(kb, variant)
     evaluator, accs = engine.evaluate_measures(kb, measures, records, period, variant=variant, as_of=as_of)
     patients = sorted({pid for acc in accs for pid in acc.subjects})
-    return VariantReport(indicator_rows(accs, evaluator), evaluator, patients)
+    return VariantReport(indicator_rows(accs, evaluator, lang=lang), evaluator, patients, lang)
 
 
 def render_report(kb: Any, result: VariantReport, *, variant: str, period: engine.Period) -> str:
@@ -194,7 +214,7 @@ def render_report(kb: Any, result: VariantReport, *, variant: str, period: engin
         issues.append(f"{result.evaluator.skipped_unplaced} patients have no address that places them in a "
                       "region and are in no variant's report")
     return render_html(result.rows, variant=variant, period=period, as_of=result.evaluator.as_of,
-                       not_computable_rules=not_computable(kb), issues=issues)
+                       not_computable_rules=not_computable(kb), issues=issues, lang=result.lang)
 
 
 def parse_period(text: str) -> engine.Period:

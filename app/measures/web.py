@@ -1,4 +1,4 @@
-"""The region's indicator report page (`/reports/<variant>?period=START/END`), behind the FHIR API's auth.
+"""The region's indicator report page (`/reports/<variant>?period=START/END&lang=en|sv`), behind the API's auth.
 
 The access token comes as for the clinician page (bearer header, or the clinician session cookie) and needs
 read scope on the patient data; every view is audited with the patients it counted.
@@ -51,7 +51,8 @@ def variant_report(variant: str):
     kb = lbp.knowledge.base
     if kb is None or variant not in engine.pathway_variants(kb):
         return _text(404, f"No pathway variant {variant!r} is loaded")
-    result = build_report(kb, cohort_records(lbp.store), variant=variant, period=period)
+    lang = request.args.get("lang") if request.args.get("lang") in ("sv", "da", "en") else "en"
+    result = build_report(kb, cohort_records(lbp.store), variant=variant, period=period, lang=lang)
     audit.add_entities(*(f"Patient/{pid}" for pid in result.patients))
     html = render_report(kb, result, variant=variant, period=period)
     return Response(html, mimetype="text/html", headers=HEADERS)

@@ -130,6 +130,8 @@ def test_report_page_refuses_without_a_token_and_shows_the_indicators_with_one(s
     assert "Improved health and function" in page and "≥ 80 %" in page and "<svg" in page
     assert "Q3" in page and "national patient portal" in page  # not computable, with the reason
     assert r.headers["Cache-Control"] == "no-store"
+    swedish = client.get("/reports/skane?period=2026-01-01/2026-12-31&lang=sv", headers=bearer(admin))
+    assert "Förbättrad hälsa och funktion" in swedish.get_data(as_text=True)
     assert client.get("/reports/atlantis", headers=bearer(admin)).status_code == 404
     assert client.get("/reports/skane?period=2026-12-31", headers=bearer(admin)).status_code == 400
     events = client.get("/fhir/AuditEvent?entity=Patient/demo-skane-00001", headers=bearer(admin)).get_json()
