@@ -339,3 +339,14 @@ def test_measure_without_index_date_or_with_unknown_scoring_is_refused():
     with pytest.raises(FHIRError) as err:
         engine.compile_measure(broken)
     assert err.value.issues[0].expression == ["Measure.scoring"]
+
+
+def test_practitioner_parameter_keeps_that_general_practitioners_patients(kb):
+    mine, other = Rec("a"), Rec("b")
+    mine.resources[0]["generalPractitioner"] = [{"reference": "Practitioner/dr-1"}]
+    other.resources[0]["generalPractitioner"] = [{"reference": "Practitioner/dr-2"}]
+    ev, accs = engine.evaluate_measures(kb, [measure("q2-risk-screening-recorded")],
+                                        [mine.resources, other.resources], engine.Period(date(2026, 1, 1),
+                                                                                         date(2026, 12, 31)),
+                                        as_of=date(2026, 12, 31), practitioner="Practitioner/dr-1")
+    assert accs[0].subjects == ["a"]
