@@ -21,8 +21,8 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 from app.errors import FHIRError, Issue
-from app.reasoning.features import evaluate_features, needed_features, patient_context
-from app.reasoning.fhirpath import CompiledExpression, compile_expression, to_json
+from app.reasoning import CompiledExpression, compile_expression, evaluate_features, patient_context, to_json
+from app.reasoning.features import needed_features
 
 BASE = "https://lbp-pathway.org/fhir"
 LIBRARY = f"{BASE}/Library/lbp-case-features"
