@@ -36,7 +36,9 @@ def _text(status: int, message: str, **headers: str) -> Response:
 @bp.get("/reports/<variant>")
 def variant_report(variant: str):
     g.report_audit = True
-    note().interaction = "report"
+    n = note()
+    n.interaction = "operation"  # an evaluation of every Measure of the variant over the records
+    n.query = request.full_path.rstrip("?")
     try:
         authenticate_clinician()
     except NotAuthorized as err:

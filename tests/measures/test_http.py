@@ -1,6 +1,7 @@
 """$evaluate-measure over HTTP for every shipped Measure, auth and audit, stored reports, the report page and CLI."""
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -135,7 +136,9 @@ def test_report_page_refuses_without_a_token_and_shows_the_indicators_with_one(s
     assert client.get("/reports/atlantis", headers=bearer(admin)).status_code == 404
     assert client.get("/reports/skane?period=2026-12-31", headers=bearer(admin)).status_code == 400
     events = client.get("/fhir/AuditEvent?entity=Patient/demo-skane-00001", headers=bearer(admin)).get_json()
-    assert any(e["resource"]["subtype"][0]["code"] == "report" for e in events.get("entry", []))
+    queries = [base64.b64decode(x["query"]).decode() for e in events.get("entry", [])
+               for x in e["resource"].get("entity", []) if "query" in x]
+    assert "/reports/skane?period=2026-01-01/2026-12-31" in queries
 
 
 def test_report_cli_prints_the_table_and_writes_the_page(server, monkeypatch, capsys):
