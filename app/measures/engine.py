@@ -289,25 +289,36 @@ class MeasureEvaluator:
             raise FHIRError("processing", "Library lbp-case-features is not loaded", "Measure.library")
         self.library = library
         wanted: set[str] = set()
+        placing: set[str] = {RESIDENCE_FEATURE}
         for m in measures:
             wanted |= m.features
-        self.only = needed_features(library, wanted)
+            placing.add(m.index_feature)
+            for g in m.groups:
+                placing |= set(g.populations["initial-population"].variables)
+                placing |= {v for _, _, c in g.stratifiers if c is not None for v in c.variables}
+        self.only = needed_features(library, wanted)  # every feature some patient may need
+        # Evaluated in two steps: first what places a patient (index dates, residence, initial populations,
+        # strata), then, for the Measures whose initial population holds, what their other criteria read.
+        self.placing = needed_features(library, placing)
+        self.needs = {m.id: needed_features(library, m.features) for m in measures}
         self.tally = IssueTally()
         self.skipped_unplaced = 0  # patients whose residence places them in no variant (variant reports)
 
-    def _truth(self, fv: Any, compiled: CompiledExpression, label: str) -> bool | None:
+    def _truth(self, fv: Any, compiled: CompiledExpression, label: str, *, report: bool = True) -> bool | None:
         if fv.missing_inputs(compiled):
             return None
         try:
             values = to_json(fv.evaluate(compiled))
         except Exception as exc:  # noqa: BLE001 — a criterion that fails is unknown and reported, never negative
-            self.tally.add("error", f"{label}: {compiled.text} could not be evaluated ({type(exc).__name__})")
+            if report:
+                self.tally.add("error", f"{label}: {compiled.text} could not be evaluated ({type(exc).__name__})")
             return None
         if not values:
             return None
         if len(values) == 1 and isinstance(values[0], bool):
             return values[0]
-        self.tally.add("error", f"{label}: {compiled.text} is not a single boolean")
+        if report:
+            self.tally.add("error", f"{label}: {compiled.text} is not a single boolean")
         return None
 
     def _value(self, fv: Any, compiled: CompiledExpression, label: str) -> Any:
@@ -320,6 +331,12 @@ class MeasureEvaluator:
             return None
         return values[0] if len(values) == 1 else None
 
+    def _tally_feature_issues(self, fv: Any) -> None:
+        for issue in fv.issues:
+            if issue.severity in ("error", "fatal"):
+                # The message up to the exception text: the names of Library and feature, never record values.
+                self.tally.add("error", issue.message.split(" (")[0])
+
     def evaluate(self, record: list[dict[str, Any]]) -> dict[str, SubjectResult]:
         """measure id -> the patient's result, for the Measures whose period and variant hold the patient."""
         resources = record_as_of(record, self.as_of)
@@ -331,32 +348,41 @@ class MeasureEvaluator:
                 for ref in patient.get("generalPractitioner") or []):
             return {}
         context = patient_context(resources, subject=patient, today=self.as_of, terminology=self.kb.terminology)
-        fv = evaluate_features(self.kb, self.library, context, only=self.only)
-        for issue in fv.issues:
-            if issue.severity in ("error", "fatal"):
-                # The message up to the exception text: the names of Library and feature, never record values.
-                self.tally.add("error", issue.message.split(" (")[0])
+        fv = evaluate_features(self.kb, self.library, context, only=self.placing)
         residence = fv.value(RESIDENCE_FEATURE)
         placed = residence_variant(residence[0] if residence else None, self.variants)
         if self.variant is not None and (placed is None or not self.variant.covers(placed.code)):
             if placed is None:
                 self.skipped_unplaced += 1
+            self._tally_feature_issues(fv)
             return {}
-        out: dict[str, SubjectResult] = {}
-        refs = [f"{r['resourceType']}/{r.get('id', '')}" for r in resources]
+        chosen: list[tuple[CompiledMeasure, str]] = []
         for m in self.measures:
             if placed is not None and m.jurisdiction and not Variant("", m.jurisdiction, "").covers(placed.code):
                 continue
             index = fv.value(m.index_feature)
             index_date = index[0] if index and isinstance(index[0], str) else None
-            if not self.period.contains(index_date):
-                continue
+            if self.period.contains(index_date):
+                chosen.append((m, index_date))  # type: ignore[arg-type]
+        more: set[str] = set()
+        for m, _ in chosen:
+            if any(self._truth(fv, g.populations["initial-population"], "", report=False) for g in m.groups):
+                more |= self.needs[m.id]
+        if more - fv.raw.keys():
+            fv = evaluate_features(self.kb, self.library, context, only=more | self.placing)
+        self._tally_feature_issues(fv)
+        out: dict[str, SubjectResult] = {}
+        refs = [f"{r['resourceType']}/{r.get('id', '')}" for r in resources]
+        for m, index_date in chosen:
             label = f"Measure/{m.id}"
             groups: dict[str, GroupResult] = {}
             for g in m.groups:
-                pops: dict[str, bool | None] = {}
-                for code, compiled in g.populations.items():
-                    pops[code] = self._truth(fv, compiled, label)
+                initial = self._truth(fv, g.populations["initial-population"], label)
+                pops: dict[str, bool | None] = {"initial-population": initial}
+                if initial:  # the other criteria only for the initial population (their features were evaluated)
+                    for code, compiled in g.populations.items():
+                        if code != "initial-population":
+                            pops[code] = self._truth(fv, compiled, label)
                 obs = None
                 if g.observation is not None and pops.get("measure-population"):
                     value = self._value(fv, g.observation, label)

@@ -350,3 +350,10 @@ def test_practitioner_parameter_keeps_that_general_practitioners_patients(kb):
                                                                                          date(2026, 12, 31)),
                                         as_of=date(2026, 12, 31), practitioner="Practitioner/dr-1")
     assert accs[0].subjects == ["a"]
+
+
+def test_a_child_is_outside_every_population_without_evaluation_problems(kb):
+    reports, ev = evaluate(kb, ["q2-risk-screening-recorded", "q10-volume-funnel", "i0-imaging-with-indication"],
+                           [Rec("k", born="2012-01-01").order(LOINC, "24968-0", "2026-03-02")])
+    assert all(counts(r)["initial-population"] == 0 for _, r in reports.values())
+    assert ev.tally.issues() == []
