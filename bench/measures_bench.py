@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     # Per core = per CPU second of this (single-threaded) process: on a shared machine the wall clock also
     # counts the time other processes held the core.
     print(f"measures: {len(measures)} ({sum(len(a.measure.groups) for a in accs)} groups), "
-          f"{len(evaluator.only)} case features per patient; {counted} patients counted in an indicator")
+          f"up to {len(evaluator.only)} case features per patient ({len(evaluator.placing)} to place a patient); "
+          f"{counted} patients counted in an indicator")
     print(f"{'':22} {'wall s':>8} {'cpu s':>8} {'patients/s per core (cpu)':>27}")
     print(f"{'read records':22} {t_read:8.2f} {cpu_read:8.2f} {n / cpu_read:27,.0f}   ({read} resources)")
     print(f"{'read + evaluate':22} {t_total:8.2f} {cpu_total:8.2f} {n / cpu_total:27,.0f}")
