@@ -1,7 +1,7 @@
 """Cost of evaluating every Measure of one variant over a generated cohort, beside reading the same records.
 
 Loads a demo cohort (`app.measures.demo`, default 10,000 patients) into a fresh SQLite database (or the
-database given with --database, which is emptied first), then in the same run measures
+database given with --database, which is emptied first) from a child process, then in the same run measures
   1. reading every patient's record from the store (the baseline: what any evaluation must pay), and
   2. reading and evaluating all Measures of the variant in one pass (what `lbp report` does),
 and prints patients per second per core (the process is single-threaded), the time of the evaluation
@@ -12,7 +12,7 @@ alone, its ratio to the read, and the peak resident memory. Prints figures, asse
 from __future__ import annotations
 
 import argparse
-import gc
+import multiprocessing
 import resource
 import sys
 import tempfile
@@ -33,6 +33,16 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def load_cohort(url: str, variant: str, patients: int, seed: int) -> None:
+    app = create_app({"DATABASE_URL": url, "AUTH_DISABLED": True, "VALIDATE_WRITES": False})
+    client = app.test_client()
+    for bundle in transaction_bundles(demo_cohort(variant, patients, seed), per_bundle=5000):
+        r = client.post("/fhir", json=bundle, headers={"Content-Type": "application/fhir+json"})
+        if r.status_code != 200:
+            raise SystemExit(f"load failed: HTTP {r.status_code}")
+    app.extensions["lbp"].store.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=10_000)
@@ -51,21 +61,21 @@ def main(argv: list[str] | None = None) -> int:
             eng = create_engine(url)
             metadata.drop_all(eng)
             eng.dispose()
+        # The cohort is generated and loaded in a child process, so that the peak memory measured here is
+        # the evaluation's, not the loader's.
+        started = time.perf_counter()
+        child = multiprocessing.get_context("fork").Process(target=load_cohort,
+                                                            args=(url, args.variant, args.patients, args.seed))
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            print("loading the cohort failed", file=sys.stderr)
+            return 1
         app = create_app({"DATABASE_URL": url, "AUTH_DISABLED": True, "VALIDATE_WRITES": False})
         lbp = app.extensions["lbp"]
-        started = time.perf_counter()
-        resources = demo_cohort(args.variant, args.patients, args.seed)
-        client = app.test_client()
-        for bundle in transaction_bundles(resources, per_bundle=5000):
-            r = client.post("/fhir", json=bundle, headers={"Content-Type": "application/fhir+json"})
-            if r.status_code != 200:
-                print(f"load failed: HTTP {r.status_code}", file=sys.stderr)
-                return 1
-        n_resources = len(resources)
-        del resources, bundle
-        gc.collect()
-        print(f"cohort: {args.patients} patients, {n_resources} resources, variant {args.variant} "
+        print(f"cohort: {args.patients} patients, variant {args.variant} "
               f"(generated and loaded in {time.perf_counter() - started:.1f} s)")
+        rss_before = rss_mb()
 
         kb = lbp.knowledge.base
         measures = engine.measures_for_variant(kb, args.variant)
@@ -104,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"evaluate / read (cpu): {cpu_eval / cpu_read:.1f} x")
     print(f"target 2,000 patients/s per core: {'met' if n / cpu_eval >= 2000 else 'NOT met'} "
           f"({n / cpu_eval / 2000:.2f} of target)")
-    print(f"peak resident memory: {rss_mb():.0f} MB (target < 500 MB)")
+    print(f"peak resident memory: {rss_mb():.0f} MB (target < 500 MB; {rss_before:.0f} MB before evaluating: "
+          "the application with its knowledge loaded)")
     return 0
 
 
