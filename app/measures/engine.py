@@ -17,7 +17,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from app.errors import FHIRError, Issue
@@ -277,7 +277,7 @@ class MeasureEvaluator:
         self.kb = kb
         self.measures = measures
         self.period = period
-        self.as_of = min(period.end, as_of or datetime.now(timezone.utc).date())
+        self.as_of = min(period.end, as_of or datetime.now(UTC).date())
         self.variants = pathway_variants(kb)
         if variant is not None and variant not in self.variants:
             raise FHIRError("not-found", f"No pathway variant {variant!r} is loaded",
@@ -556,7 +556,7 @@ def measure_report(acc: MeasureAccumulator, evaluator: MeasureEvaluator, *, repo
         "status": "complete",
         "type": fhir_type,
         "measure": m.url + (f"|{m.resource['version']}" if m.resource.get("version") else ""),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "period": evaluator.period.as_fhir(),
     }
     if evaluator.variant is not None:

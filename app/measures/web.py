@@ -5,7 +5,7 @@ read scope on the patient data; every view is audited with the patients it count
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from flask import Blueprint, Response, current_app, g, request
 
@@ -44,7 +44,7 @@ def variant_report(variant: str):
     except NotAuthorized as err:
         extra = {"WWW-Authenticate": 'Bearer realm="lbp-pathway"'} if err.status == 401 else {}
         return _text(err.status, err.message, **extra)
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     try:
         period = parse_period(request.args.get("period") or f"{date(today.year, 1, 1)}/{date(today.year, 12, 31)}")
     except ValueError as exc:

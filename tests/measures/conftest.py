@@ -99,7 +99,8 @@ class Rec:
     def intake(self, day: str, **answers: Any) -> Rec:
         items = []
         for link, value in answers.items():
-            kind = "valueBoolean" if isinstance(value, bool) else "valueInteger" if isinstance(value, int) else "valueDate"
+            kind = ("valueBoolean" if isinstance(value, bool) else "valueInteger" if isinstance(value, int)
+                    else "valueDate")
             items.append({"linkId": link.replace("_", "-"), "answer": [{kind: value}]})
         return self.add("QuestionnaireResponse", questionnaire=f"{BASE}/Questionnaire/lbp-intake",
                         status="completed", authored=day, item=items)
