@@ -232,6 +232,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for p in map(Path, args.paths):
         files.extend(sorted(p.rglob("*.json")) if p.is_dir() else [p])
     errors = warnings = 0
+    resources = []
     for path in files:
         try:
             items = list(_resources_in(path))
@@ -240,12 +241,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
             errors += 1
             continue
         for name, resource in items:
+            resources.append(resource)
             issues = validate_resource(resource)
             for issue in issues:
                 where = ", ".join(issue.expression) or resource.get("resourceType", "?")
                 print(f"{name}: {issue.severity}: {where}: {issue.text}")
                 errors += issue.is_error
                 warnings += issue.severity == "warning"
+    from app.knowledge.check import check_artifacts
+
+    for finding in check_artifacts(resources):  # the static analysis of every FHIRPath, in its place
+        print(f"{finding.artifact}: {finding.severity}: {finding.element}: {finding.message}: {finding.expression}")
+        errors += finding.severity == "error"
+        warnings += finding.severity == "warning"
     print(f"{len(files)} files, {errors} errors, {warnings} warnings")
     return 1 if errors else 0
 

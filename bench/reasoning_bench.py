@@ -29,9 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from app.fhirpath import FHIRPATH, singleton_boolean  # noqa: E402
 from app.reasoning.apply import apply_plan_definition  # noqa: E402
 from app.reasoning.features import evaluate_features, patient_context  # noqa: E402
-from app.reasoning.fhirpath import FHIRPATH, singleton_boolean  # noqa: E402
 from app.reasoning.knowledge import KnowledgeBase  # noqa: E402
 
 BASE = "https://lbp-pathway.org/fhir"

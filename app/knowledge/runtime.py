@@ -78,8 +78,13 @@ class Knowledge:
         return pairs
 
     def check(self, resource: dict) -> None:
-        """Raise FHIRError when an artifact cannot be used (e.g. an expression that does not compile)."""
+        """Raise FHIRError when an artifact cannot be used (an expression that does not compile or that the
+        static analysis refuses, read with the stored Libraries' case features)."""
+        from app.knowledge.check import refuse_faulty
+
         _check_artifact(resource)
+        self.refresh()
+        refuse_faulty(resource, [r for r in self._by_url.values() if r.get("resourceType") == "Library"])
 
 
 def _build_base(resources: list[dict]) -> Any:

@@ -54,15 +54,7 @@ FHIRPath (compiled once, cached by text)::
     make_environment(today=None, *, terminology=None, references=None) -> Environment
 """
 
-from app.reasoning.apply import apply_activity_definition, apply_plan_definition
-from app.reasoning.features import (
-    FeatureValues,
-    PatientContext,
-    evaluate_features,
-    patient_context,
-    record_resources,
-)
-from app.reasoning.fhirpath import (
+from app.fhirpath import (
     CompiledExpression,
     Environment,
     FHIRPathError,
@@ -71,6 +63,14 @@ from app.reasoning.fhirpath import (
     evaluate,
     make_environment,
     to_json,
+)
+from app.reasoning.apply import apply_activity_definition, apply_plan_definition
+from app.reasoning.features import (
+    FeatureValues,
+    PatientContext,
+    evaluate_features,
+    patient_context,
+    record_resources,
 )
 from app.reasoning.knowledge import Artifact, Feature, KnowledgeBase
 from app.reasoning.populate import populate

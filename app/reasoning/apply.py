@@ -48,14 +48,7 @@ from typing import Any
 
 from app.errors import FHIRError, Issue
 from app.fhirmodels import model_class
-from app.reasoning.features import (
-    FeatureValues,
-    PatientContext,
-    evaluate_features,
-    patient_context,
-    reference_to,
-)
-from app.reasoning.fhirpath import (
+from app.fhirpath import (
     FHIRPATH,
     FHIRPathError,
     Scope,
@@ -63,6 +56,13 @@ from app.reasoning.fhirpath import (
     evaluate,
     singleton_boolean,
     to_json,
+)
+from app.reasoning.features import (
+    FeatureValues,
+    PatientContext,
+    evaluate_features,
+    patient_context,
+    reference_to,
 )
 from app.reasoning.knowledge import Artifact, KnowledgeBase
 

@@ -17,7 +17,7 @@ from datetime import date, datetime
 from typing import Any
 
 from app.errors import FHIRError, Issue
-from app.reasoning.fhirpath import (
+from app.fhirpath import (
     CompiledExpression,
     Environment,
     Evaluator,
@@ -27,7 +27,7 @@ from app.reasoning.fhirpath import (
     references_index,
     to_json,
 )
-from app.reasoning.fhirpath_values import resource_node
+from app.fhirpath.values import resource_node
 from app.reasoning.knowledge import Artifact, KnowledgeBase
 from app.reasoning.terminology import TerminologyIndex
 

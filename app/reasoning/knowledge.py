@@ -14,7 +14,7 @@ from typing import Any
 
 from app.errors import FHIRError, Issue
 from app.fhirmodels import model_class
-from app.reasoning.fhirpath import (
+from app.fhirpath import (
     STANDARD_VARIABLES,
     CompiledExpression,
     compile_expression,

@@ -14,8 +14,8 @@ from datetime import date, datetime
 from typing import Any
 
 from app.errors import Issue
+from app.fhirpath import FHIRPATH, compile_expression, evaluate, to_json
 from app.reasoning.features import PatientContext, patient_context
-from app.reasoning.fhirpath import FHIRPATH, compile_expression, evaluate, to_json
 from app.reasoning.scoring import VARIABLE, answer_for
 from app.reasoning.terminology import TerminologyIndex
 

@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from app.errors import FHIRError, Issue
-from app.reasoning.fhirpath import (
+from app.fhirpath import (
     FHIRPATH,
     CompiledExpression,
     Environment,

@@ -30,9 +30,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from app.errors import FHIRError, Issue
+from app.fhirpath import FHIRPATH, Scope, evaluate, singleton_boolean, to_json
+from app.fhirpath.values import Node, parse_temporal
 from app.reasoning.features import FeatureValues, PatientContext, evaluate_features, patient_context
-from app.reasoning.fhirpath import FHIRPATH, Scope, evaluate, singleton_boolean, to_json
-from app.reasoning.fhirpath_values import Node, parse_temporal
 from app.reasoning.knowledge import Artifact, KnowledgeBase
 
 BASE = "https://lbp-pathway.org/fhir"

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import calendar
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
 from fhirpathpy.models import models
+
+from app.fhirpath import ucum
 
 _R4 = models["r4"]
 PATH2TYPE: dict[str, str] = _R4["path2Type"]
@@ -135,6 +138,10 @@ def child_info(path: str | None, key: str) -> tuple[tuple[str, str | None, str |
         return cached
     if path is None:
         info: tuple[tuple[str, str | None, str | None], ...] = ((key, None, None),)
+    elif path == "TypeInfo":
+        info = ((key, "string", None),)  # type(): namespace and name are strings
+    elif key == "id" and "." not in path and path[:1].isupper() and PATH2TYPE.get(f"{path}.id") == "System.String":
+        info = ((key, "id", None),)  # Resource.id is an `id` (R4)
     else:
         full = f"{path}.{key}"
         resolved = ELSEWHERE.get(full, full)
@@ -156,7 +163,7 @@ def child_info(path: str | None, key: str) -> tuple[tuple[str, str | None, str |
     return info
 
 
-def navigator(key: str):
+def navigator(key: str) -> Callable[[Any, list[Any]], list[Any]]:
     """A function returning the children named `key` of every item (choice types resolved with the
     model); it keeps its own cache of the model lookups per parent path. Children of an element are
     remembered on its node, so that features sharing collections (the record's conditions, say)
@@ -181,6 +188,9 @@ def navigator(key: str):
                 found: list[Any] = []
                 for i, v in enumerate(value):
                     if v is None:
+                        # a repeating primitive with only an extension (`"given": [null, "x"]`, `_given`)
+                        if type(ext) is list and i < len(ext) and type(ext[i]) is dict:
+                            found.append(Node(None, cpath, tname, ext[i]))
                         continue
                     if type(v) is dict and "resourceType" in v:
                         rtype = v["resourceType"]
@@ -296,21 +306,22 @@ def system_type(value: Any) -> str | None:
     return None
 
 
-def is_type(item: Any, namespace: str | None, name: str) -> bool:
-    """`item is [namespace.]name`, with the FHIR type hierarchy; an unqualified lower-case primitive
-    name also matches the System value it stands for (and System names match FHIR primitives)."""
+def is_type(item: Any, namespace: str | None, name: str, exact: bool = False) -> bool:
+    """`item is [namespace.]name`: FHIR elements by the FHIR type hierarchy (primitives exactly), System
+    values by their System type (an unqualified lower-case primitive name also matches its System value)."""
     if type(item) is Node:
         tname = item.type
         if tname is None:
             return False
-        if namespace != "System" and name in type_chain(tname):
+        if namespace == "System":
+            return False  # a FHIR element is no System value (R4 suite testType12/14)
+        if exact and tname in PRIMITIVES and name in PRIMITIVES:
+            # as()/ofType() take primitives by their exact type: a code is not taken as a string, though
+            # it `is` one (R4 suite testFHIRPathAsFunction11/16 and testFHIRPathIsFunction2)
+            return tname == name
+        if name in type_chain(tname):
             return True
-        if tname == "BackboneElement" and name == "Element" and namespace != "System":
-            return True
-        if namespace != "FHIR":
-            system = SYSTEM_OF.get(tname) or ("Quantity" if tname in QUANTITY_TYPES else None)
-            return system is not None and name == system
-        return False
+        return tname == "BackboneElement" and name == "Element"
     system = system_type(item)
     if system is None:
         return False
@@ -385,7 +396,8 @@ class Temporal:
         """Parts in UTC when a time of day and an offset are present (comparison basis)."""
         if self.kind == "time" or self.precision < 4 or self.tz is None:
             return self.parts
-        moment = datetime(*self.parts, tzinfo=timezone(timedelta(minutes=self.tz))).astimezone(UTC)
+        y, mo, d, h, mi, s, us = self.parts
+        moment = datetime(y, mo, d, h, mi, s, us, tzinfo=timezone(timedelta(minutes=self.tz))).astimezone(UTC)
         return (
             moment.year,
             moment.month,
@@ -400,6 +412,9 @@ class Temporal:
         """-1/0/1, or None when the shared precision cannot decide (FHIRPath date comparison)."""
         if (self.kind == "time") != (other.kind == "time"):
             raise ValueError(f"cannot compare {self.kind} with {other.kind}")
+        timed = self.kind != "time" and min(self.precision, other.precision) >= 4
+        if timed and (self.tz is None) != (other.tz is None):
+            return None  # a time of day with an offset against one without: undecidable (N1 §6.1.1)
         a, b = self.normalized(), other.normalized()
         first = 3 if self.kind == "time" else 0
         common = min(self.precision, other.precision)
@@ -417,7 +432,7 @@ class Temporal:
         unit = calendar_unit(quantity.unit)
         if unit is None:
             raise ValueError(f"cannot add {quantity} to a date")
-        amount = quantity.value * sign
+        amount = int(quantity.value) * sign  # a calendar duration counts whole units (N1 §6.6.1)
         y, mo, d, h, mi, s, us = self.parts
         if unit in ("year", "month"):
             whole = int(amount)
@@ -428,15 +443,8 @@ class Temporal:
             d = min(d, calendar.monthrange(y, mo)[1])
             moment = datetime(y, mo, d, h, mi, s, us)
         else:
-            seconds = {
-                "week": 604800,
-                "day": 86400,
-                "hour": 3600,
-                "minute": 60,
-                "second": 1,
-                "millisecond": Decimal("0.001"),
-            }[unit]
-            delta = amount * seconds
+            seconds = _SECONDS[unit]
+            delta: Decimal = Decimal(amount) * Decimal(seconds)
             if self.kind != "time" and self.precision <= 3:
                 # a date moves by whole days
                 delta = Decimal(int(delta / 86400)) * 86400
@@ -552,10 +560,8 @@ def parse_temporal(text: str, kind: str) -> Temporal | None:
 _CALENDAR = {
     "year": "year",
     "years": "year",
-    "a": "year",
     "month": "month",
     "months": "month",
-    "mo": "month",
     "week": "week",
     "weeks": "week",
     "wk": "week",
@@ -575,7 +581,7 @@ _CALENDAR = {
     "milliseconds": "millisecond",
     "ms": "millisecond",
 }
-_SECONDS = {
+_SECONDS: dict[str, Decimal | int] = {
     "week": 604800,
     "day": 86400,
     "hour": 3600,
@@ -585,11 +591,23 @@ _SECONDS = {
 }
 
 
+_KEYWORDS = {
+    k: k.rstrip("s") if k != "millisecond" else k
+    for k in (
+        "year", "years", "month", "months", "week", "weeks", "day", "days", "hour", "hours",
+        "minute", "minutes", "second", "seconds", "millisecond", "milliseconds",
+    )
+}
+_KEYWORDS["milliseconds"] = "millisecond"
+
+
 def calendar_unit(unit: str) -> str | None:
     return _CALENDAR.get(unit.strip("'"))
 
 
 class Quantity:
+    """A FHIRPath Quantity: a decimal and a unit (a UCUM code, or a calendar keyword such as `week`)."""
+
     __slots__ = ("value", "unit")
 
     def __init__(self, value: Decimal | int, unit: str):
@@ -599,17 +617,28 @@ class Quantity:
     def __repr__(self) -> str:
         return f"{self.value} '{self.unit}'"
 
+    @property
+    def keyword(self) -> str | None:
+        """The calendar keyword (singular) when the unit is one (`7 days`), else None."""
+        return _KEYWORDS.get(self.unit)
+
+    def text(self) -> str:
+        """As FHIRPath writes it: `1 week`, `4 'mg'`."""
+        return f"{self.value} {self.unit}" if self.unit in _KEYWORDS else f"{self.value} '{self.unit}'"
+
     def comparable(self, other: Quantity) -> tuple[Decimal, Decimal] | None:
         """Both values in one unit, or None when the units do not convert."""
         if self.unit == other.unit:
             return self.value, other.value
-        a, b = calendar_unit(self.unit), calendar_unit(other.unit)
-        if a and b:
-            if a in _SECONDS and b in _SECONDS:
-                return self.value * _SECONDS[a], other.value * _SECONDS[b]
-            if a in ("year", "month") and b in ("year", "month"):
-                return self.value * (12 if a == "year" else 1), other.value * (12 if b == "year" else 1)
-        return None
+        a, b = self.keyword or self.unit, other.keyword or other.unit
+        if a == b:
+            return self.value, other.value
+        if a in ("year", "month") and b in ("year", "month"):
+            return self.value * (12 if a == "year" else 1), other.value * (12 if b == "year" else 1)
+        x, y = ucum.canonical(self.value, a), ucum.canonical(other.value, b)
+        if x is None or y is None or x[1] != y[1]:
+            return None
+        return x[0], y[0]
 
     def to_json(self) -> dict[str, Any]:
         number = self.value

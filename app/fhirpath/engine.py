@@ -1,34 +1,31 @@
-"""FHIRPath for the engine: compiled once per text, evaluated with memberOf(), weight(), resolve(), injected today.
+"""The public face of the engine: compile once per text, evaluate over a focus with a Scope and an Environment.
 
-Parsing uses fhirpathpy's ANTLR grammar with an error listener (fhirpathpy's own `compile` recovers
-silently from syntax errors); the AST is then compiled into Python closures
-(`fhirpath_compiler`) over model-typed nodes (`fhirpath_values`, fhirpathpy's R4 model), because
-fhirpathpy's interpreter costs about 1.5 ms per case feature, which a CDS hook cannot afford, and
-reads the wall clock and module-global state in `today()`/`now()`. fhirpathpy stays the reference
-the tests compare this engine with. Within one `Scope` (one request), a subexpression that reads
-only %-variables, or only the record, is computed once and shared by every expression that has it.
+The pipeline is parse (`parser`, fhirpathpy's ANTLR grammar with N1 precedence) → typed tree
+(`nodes`) → static analysis (`analysis`: dependencies, and types against the R4 model) → closures
+(`compiler`). Closures rather than an interpreter because fhirpathpy's interpreter costs about
+1.5 ms per case feature, which a CDS hook cannot afford, and reads the wall clock and module-global
+state in `today()`/`now()`. Within one `Scope` (one request), a subexpression that reads only
+%-variables, or only the record, is computed once and shared by every expression that has it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
-
-from antlr4 import CommonTokenStream, InputStream, Token
-from antlr4.error.ErrorListener import ErrorListener
-from antlr4.tree.Tree import ParseTreeWalker
-from fhirpathpy.parser.ASTPathListener import ASTPathListener
-from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
-from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
+from typing import Any, Protocol
 
 from app.errors import FHIRError, Issue
-from app.reasoning.fhirpath_compiler import Ctx, FHIRPathError, Fn, compile_root, to_boolean
-from app.reasoning.fhirpath_values import Node, Quantity, Temporal, as_collection, parse_temporal
-from app.reasoning.terminology import TerminologyIndex
+from app.fhirpath.analysis import Analysis, Diagnostic, annotate, infer
+from app.fhirpath.compiler import compile_tree
+from app.fhirpath.host import DEFAULT_FUNCTIONS, Functions
+from app.fhirpath.nodes import Expr, variables
+from app.fhirpath.parser import FHIRPathSyntaxError, parse
+from app.fhirpath.runtime import Ctx, FHIRPathError, Fn, to_boolean
+from app.fhirpath.static import Static
+from app.fhirpath.values import Node, Quantity, Temporal, as_collection, parse_temporal
 
 UCUM = "http://unitsofmeasure.org"
 FHIRPATH = "text/fhirpath"
@@ -48,6 +45,7 @@ __all__ = [
     "Evaluator",
     "FHIRPathError",
     "Scope",
+    "check_expression",
     "compile_expression",
     "evaluate",
     "expressions_in",
@@ -61,57 +59,6 @@ __all__ = [
 EVALUATION_ERRORS = (ArithmeticError, TypeError, ValueError, KeyError, IndexError, AttributeError, RecursionError)
 
 
-class _SyntaxErrors(ErrorListener):
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    def syntaxError(self, recognizer, offendingSymbol, line, column, msg, e):  # noqa: N802 (antlr API)
-        self.messages.append(f"column {column + 1}: {msg}")
-
-
-def parse(text: str) -> dict[str, Any]:
-    """fhirpathpy's AST of an expression; ValueError with the syntax errors."""
-    errors = _SyntaxErrors()
-    lexer = FHIRPathLexer(InputStream(text))
-    lexer.removeErrorListeners()
-    lexer.addErrorListener(errors)
-    tokens = CommonTokenStream(lexer)
-    parser = FHIRPathParser(tokens)
-    parser.removeErrorListeners()
-    parser.addErrorListener(errors)
-    tree = parser.expression()
-    if not errors.messages and tokens.LA(1) != Token.EOF:
-        errors.messages.append(f"column {tokens.LT(1).column + 1}: unexpected {tokens.LT(1).text!r}")
-    if errors.messages:
-        raise ValueError("; ".join(errors.messages))
-    listener = ASTPathListener()
-    ParseTreeWalker().walk(listener, tree)
-    return listener.parentStack[0]
-
-
-def _walk(node: Any) -> Iterable[dict[str, Any]]:
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, dict):
-            yield current
-            stack.extend(current.get("children") or [])
-
-
-def _variables(ast: dict[str, Any]) -> frozenset[str]:
-    names = set()
-    for node in _walk(ast):
-        if node.get("type") == "ExternalConstantTerm":
-            constant = node["children"][0]
-            inner = constant.get("children") or []
-            if inner:
-                raw = inner[0].get("text") or ""
-            else:
-                raw = (constant.get("terminalNodeText") or ["", ""])[-1]
-            names.add(raw.strip("`'\""))
-    return frozenset(names)
-
-
 @dataclass(frozen=True)
 class CompiledExpression:
     """A parsed, checked, compiled FHIRPath expression; `variables` are the %-names it reads."""
@@ -119,30 +66,46 @@ class CompiledExpression:
     text: str
     fn: Fn = field(repr=False, compare=False)
     variables: frozenset[str]
+    tree: Expr = field(repr=False, compare=False)
 
 
-_cache: dict[str, CompiledExpression | str] = {}
+# compiled expressions by (text, host functions): compiling is pure, so the result is kept
+_cache: dict[tuple[str, Functions], CompiledExpression | str] = {}
 _cache_lock = threading.Lock()
 _CACHE_LIMIT = 20_000
 
 
-def compile_expression(text: str, *, artifact: str = "", path: str = "") -> CompiledExpression:
-    """Parse and compile once (cached by text); FHIRError('invalid') naming artifact, element path and text."""
-    cached = _cache.get(text) if isinstance(text, str) else None
+def _compile(text: str, functions: Functions) -> CompiledExpression:
+    tree = parse(text)
+    annotate(tree, functions)
+    # what can be wrong whatever the input: unknown functions and type names, non-Boolean criteria …
+    errors = infer(tree, text, functions=functions, policy=False).errors
+    if errors:
+        raise FHIRPathError("; ".join(e.message for e in errors))
+    return CompiledExpression(text=text, fn=compile_tree(tree, functions), variables=variables(tree), tree=tree)
+
+
+def compile_expression(
+    text: str, *, artifact: str = "", path: str = "", functions: Functions = DEFAULT_FUNCTIONS
+) -> CompiledExpression:
+    """Parse, check and compile once (cached); FHIRError('invalid') naming artifact, element path and text.
+
+    The check here knows nothing of the input or the variables (see `check_expression` for that).
+    """
+    key = (text, functions)
+    cached = _cache.get(key) if isinstance(text, str) else None
     if cached is None:
         try:
             if not isinstance(text, str) or not text.strip():
                 raise ValueError("empty expression")
-            ast = parse(text)
-            root = ast["children"][0]
-            cached = CompiledExpression(text=text, fn=compile_root(root), variables=_variables(root))
-        except Exception as exc:  # antlr, the AST builder and the compiler raise plain exceptions
+            cached = _compile(text, functions)
+        except Exception as exc:  # antlr, the tree builder and the compiler raise plain exceptions
             cached = str(exc) or type(exc).__name__
         if isinstance(text, str):
             with _cache_lock:
                 if len(_cache) >= _CACHE_LIMIT:
                     _cache.clear()
-                _cache[text] = cached
+                _cache[key] = cached
     if isinstance(cached, str):
         where = f"{artifact}: " if artifact else ""
         at = f" at {path}" if path else ""
@@ -154,6 +117,31 @@ def compile_expression(text: str, *, artifact: str = "", path: str = "") -> Comp
             issues=[Issue("error", "invalid", message, [path] if path else [], diagnostics=str(text))],
         )
     return cached
+
+
+def check_expression(
+    text: str,
+    *,
+    focus: Static | str | None = None,
+    variables: Mapping[str, Static] | None = None,
+    criterion: str | None = None,
+    functions: Functions = DEFAULT_FUNCTIONS,
+    strict: bool = False,
+    policy: bool = True,
+    open_variables: bool = False,
+) -> Analysis:
+    """Parse and type an expression over a focus type with declared %-variables (see `analysis.infer`).
+
+    A syntax error is one error diagnostic; nothing is compiled.
+    """
+    try:
+        tree = parse(text)
+    except FHIRPathSyntaxError as exc:
+        from app.fhirpath.static import UNKNOWN  # noqa: PLC0415
+
+        return Analysis(UNKNOWN, [Diagnostic("error", f"syntax: {exc}", "spec", text)])
+    return infer(tree, text, focus=focus, variables=variables, criterion=criterion, functions=functions,
+                 strict=strict, policy=policy, open_variables=open_variables)
 
 
 def to_decimal(value: Any) -> Decimal:
@@ -168,18 +156,33 @@ def weight_extension(element: Mapping[str, Any]) -> Decimal | None:
     return None
 
 
+class Terminology(Protocol):
+    """What memberOf() asks of the host: a membership test per ValueSet canonical.
+
+    `matcher(url)` returns a callable taking a code, Coding or CodeableConcept (as FHIR JSON) and
+    answering True/False, or None when membership cannot be decided; `has_valueset(url)` says
+    whether the ValueSet is known at all (memberOf() of an unknown ValueSet is an error).
+    """
+
+    def has_valueset(self, canonical: str) -> bool: ...
+
+    def matcher(self, canonical: str) -> Callable[[Any], bool | None]: ...
+
+
 @dataclass(frozen=True)
 class Environment:
     """What an evaluation reads besides its focus: the clock, terminology, weights, references."""
 
     today: date
     now: datetime
-    terminology: TerminologyIndex | None = None
+    terminology: Terminology | None = None
     # SDC weight(): the itemWeight of an answer Coding, by the identity of the Coding dict in the
     # response being scored, and by (system, code) where the Questionnaire is unambiguous
     weight_by_id: Mapping[int, Decimal] = field(default_factory=dict)
     weight_by_code: Mapping[tuple[str | None, str | None], Decimal | None] = field(default_factory=dict)
     references: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    # anything else a host function needs (see `host`): read by the host's own functions only
+    host: Mapping[str, Any] = field(default_factory=dict)
     today_value: Temporal = field(init=False, repr=False, compare=False)
     now_value: Temporal = field(init=False, repr=False, compare=False)
 
@@ -191,13 +194,14 @@ class Environment:
         )
 
     def with_(self, **changes: Any) -> Environment:
-        values = {
+        values: dict[str, Any] = {
             "today": self.today,
             "now": self.now,
             "terminology": self.terminology,
             "weight_by_id": self.weight_by_id,
             "weight_by_code": self.weight_by_code,
             "references": self.references,
+            "host": self.host,
         }
         values.update(changes)
         return Environment(**values)
@@ -214,8 +218,9 @@ class Environment:
 def make_environment(
     today: date | datetime | None = None,
     *,
-    terminology: TerminologyIndex | None = None,
+    terminology: Terminology | None = None,
     references: Mapping[str, dict[str, Any]] | None = None,
+    host: Mapping[str, Any] | None = None,
 ) -> Environment:
     """`today` may be a date (now = that day at the current wall-clock time) or a datetime (= now)."""
     if isinstance(today, datetime):
@@ -225,13 +230,13 @@ def make_environment(
         wall = datetime.now().astimezone()
         day = today or wall.date()
         now = datetime.combine(day, wall.timetz())
-    return Environment(today=day, now=now, terminology=terminology, references=references or {})
+    return Environment(today=day, now=now, terminology=terminology, references=references or {}, host=host or {})
 
 
-class Scope(dict):
+class Scope(dict[str, Any]):
     """%-variables as collections ready for evaluation (name -> list of items).
 
-    A scope also memoises what its variables determine (see `fhirpath_compiler._optimise`): give
+    A scope also memoises what its variables determine (see `compiler._optimise`): give
     a variable its value once and do not change it afterwards.
     """
 
@@ -250,7 +255,7 @@ class Scope(dict):
         self[name] = value if isinstance(value, list) and _prepared(value) else as_collection(value)
 
 
-def _prepared(values: list) -> bool:
+def _prepared(values: list[Any]) -> bool:
     return all(not isinstance(v, (dict, float)) and v is not None for v in values)
 
 
@@ -276,7 +281,7 @@ class Evaluator:
             raise FHIRPathError(f"{type(exc).__name__}: {exc}") from exc
 
 
-def _standard(root: list, env: Environment) -> dict[str, list]:
+def _standard(root: list[Any], env: Environment) -> dict[str, list[Any]]:
     return {
         "context": root,
         "resource": root,
