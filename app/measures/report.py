@@ -157,6 +157,8 @@ def table_text(rows: list[IndicatorRow], *, variant: str, period: engine.Period,
              r.score_text(), r.counts_text(), str(r.unknown), r.target_text(), r.met_text()) for r in rows]
     widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
     lines = [f"Indicators, variant {variant}, {period.start} – {period.end} (record as of {as_of})", ""]
+    if not rows:
+        return "\n".join([*lines, "No Measure applies to this variant: its sources name no indicators."])
     lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in body]

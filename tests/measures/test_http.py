@@ -152,6 +152,8 @@ def test_report_cli_prints_the_table_and_writes_the_page(server, monkeypatch, ca
     assert "Q9 Improved health and function" in text and "ID0078" in text
     assert out.read_text(encoding="utf-8").count("<svg") >= 5
     assert cli(["report", "--variant", "skane", "--period", "2026-01-01"]) == 2
+    assert cli(["report", "--variant", "midtjylland", "--period", "2026-01-01/2026-12-31", "-o", str(out)]) == 0
+    assert "No Measure applies to this variant" in capsys.readouterr().out
 
 
 def test_demo_cli_writes_a_loadable_bundle(tmp_path, capsys):
