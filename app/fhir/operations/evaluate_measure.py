@@ -19,6 +19,7 @@ from typing import Any
 from flask import current_app, request
 
 from app import auth as access
+from app import records
 from app.auth import audit
 from app.errors import FHIRError
 from app.measures import engine
@@ -117,16 +118,13 @@ def record_refs(record: list[dict[str, Any]]) -> list[str]:
 
 
 def _store(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from ..write import prepare
-
+    """Store the reports through the records layer, all of them or none."""
     store = current_app.extensions["lbp"].store
-    out = []
+    admitted = [records.admit(report, expected_type="MeasureReport") for report in reports]
     with store.transaction() as tx:
-        for report in reports:
-            prepare(report, expected_type="MeasureReport")
-            stored = tx.create(report)
-            out.append(stored.resource())
-    return out
+        written = [tx.create(report) for report in admitted]
+    records.after_write(written)
+    return [stored.resource() for stored in written]
 
 
 @operation("evaluate-measure", types=frozenset({"Measure"}), type_level=True, instance=True, idempotent=True,
