@@ -14,7 +14,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from app.web.svg import line_chart
+from app.charts import line_chart
 
 from . import engine
 

@@ -10,11 +10,11 @@ from datetime import UTC, date, datetime
 from flask import Blueprint, Response, current_app, g, request
 
 from app.auth import audit, note
-from app.web.clinician import NotAuthorized, authenticate_clinician
+from app.measures import engine
+from app.measures.report import build_report, parse_period, render_report
+from app.measures.store_cohort import cohort_records
 
-from . import engine
-from .report import build_report, parse_period, render_report
-from .store_cohort import cohort_records
+from .clinician import NotAuthorized, authenticate_clinician
 
 bp = Blueprint("reports", __name__)
 
