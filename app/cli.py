@@ -62,7 +62,11 @@ def cmd_client_add(args: argparse.Namespace) -> int:
     from app.auth.local import register_client
 
     app_config = _config_only()
-    pem = register_client(app_config["CLIENTS_FILE"], args.client_id, args.scope, args.key_dir, args.alg)
+    try:
+        pem = register_client(app_config["CLIENTS_FILE"], args.client_id, args.scope, args.key_dir, args.alg)
+    except ValueError as exc:
+        print(f"client not registered: {exc}", file=sys.stderr)
+        return 2
     base = f"http://127.0.0.1:{os.environ.get('PORT', '8080')}"
     print(f"registered client '{args.client_id}' (scopes: {args.scope}); private key: {pem}")
     print("get an access token (valid 5 minutes):")

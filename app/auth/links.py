@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -22,6 +23,7 @@ from flask import current_app, request, url_for
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
+from app.auth.public import primary_base
 from app.conventions import LANGUAGES, variant_codes
 from app.store.schema import web_secrets
 
@@ -58,7 +60,9 @@ class PatientLink:
 def secret_key() -> bytes:
     """The signing secret: config `SECRET_KEY` / `LBP_SECRET_KEY`, else a generated one stored in the database."""
     app = current_app
-    configured = app.config.get("LBP_SECRET_KEY") or app.config.get("SECRET_KEY")
+    secret_file = app.config.get("LINK_SECRET_FILE")
+    configured = (Path(secret_file).read_text(encoding="utf-8").strip() if secret_file else None) or \
+        app.config.get("LBP_SECRET_KEY") or app.config.get("SECRET_KEY")
     if configured:
         return configured.encode() if isinstance(configured, str) else bytes(configured)
     cached = app.extensions.get("lbp_web_secret")
@@ -132,7 +136,7 @@ def read_token(token: str, *, now: float | None = None) -> PatientLink:
 
 
 def public_base() -> str:
-    base = current_app.config.get("PUBLIC_BASE_URL")
+    base = primary_base(current_app.config.get("PUBLIC_BASE_URL"))
     if base:
         return str(base).rstrip("/")
     try:

@@ -17,6 +17,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request
 
 from app.auth.links import make_token
+from app.auth.public import primary_base
 from app.cds.auth import Unauthorized, Verifier, load_issuers
 from app.cds.registry import Registry
 from app.cds.tables import create_tables
@@ -140,7 +141,7 @@ class Links:
 
     def __init__(self, state: CDSState):
         config = current_app.config
-        self.base = str(config.get("CDS_PUBLIC_BASE_URL") or config.get("PUBLIC_BASE_URL")
+        self.base = str(primary_base(config.get("CDS_PUBLIC_BASE_URL")) or primary_base(config.get("PUBLIC_BASE_URL"))
                         or request.host_url).rstrip("/")
         self.catalogue = str(config.get("CDS_CATALOGUE_URL") or f"{self.base}/cds-catalogue")
         self.smart_url = config.get("CDS_SMART_LAUNCH_URL")

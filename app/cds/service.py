@@ -294,10 +294,7 @@ class CardLog:
 
 
 def endpoint_url(path: str) -> list[str]:
-    """The URLs a client may have called (the JWT's `aud`): the configured public base, and as received."""
-    out = []
-    base = current_app.config.get("CDS_PUBLIC_BASE_URL") or current_app.config.get("PUBLIC_BASE_URL")
-    if base:
-        out.append(str(base).rstrip("/") + path)
-    out.append(request.host_url.rstrip("/") + path)
-    return out
+    """The URLs a client may have called (the JWT's `aud`): under the configured public bases, never the Host."""
+    from app.auth.public import public_bases
+
+    return [base + path for base in public_bases(cds=True)]

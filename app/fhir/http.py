@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from flask import Response, current_app, g, request
 
+from app.auth.public import primary_base
 from app.errors import FHIRError, Issue, operation_outcome
 from app.store.db import Stored, http_date
 
@@ -90,7 +91,7 @@ def parse_etag(value: str, where: str) -> int:
 
 
 def base_url() -> str:
-    configured = current_app.config.get("PUBLIC_BASE_URL")
+    configured = primary_base(current_app.config.get("PUBLIC_BASE_URL"))
     if configured:
         return configured.rstrip("/") + current_app.config["FHIR_BASE_PATH"]
     return request.host_url.rstrip("/") + current_app.config["FHIR_BASE_PATH"]

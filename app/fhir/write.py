@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from flask import current_app, request
 
+from app.auth import audit
 from app.errors import FHIRError, Issue
 from app.records import admit, after_write, conditional_ids, submit_response
 
@@ -34,6 +35,7 @@ def create(res_type: str):
     with store.transaction() as tx:
         if condition:
             ids = conditional_ids(res_type, condition.lstrip("?"), tx.conn)
+            audit.add_query(res_type, condition.lstrip("?"), ids)
             if len(ids) > 1:
                 raise FHIRError("multiple-matches", f"If-None-Exist matches {len(ids)} or more resources",
                                 "If-None-Exist", status=412)
@@ -65,6 +67,7 @@ def conditional_update(res_type: str):
     store = current_app.extensions["lbp"].store
     with store.transaction() as tx:
         ids = conditional_ids(res_type, request.query_string.decode(), tx.conn)
+        audit.add_query(res_type, request.query_string.decode(), ids)
         if len(ids) > 1:
             raise FHIRError("multiple-matches", "The conditional update matches more than one resource",
                             f"{res_type}?", status=412)
@@ -109,6 +112,7 @@ def conditional_delete(res_type: str):
     store = current_app.extensions["lbp"].store
     with store.transaction() as tx:
         ids = conditional_ids(res_type, request.query_string.decode(), tx.conn)
+        audit.add_query(res_type, request.query_string.decode(), ids)
         if len(ids) > 1:
             raise FHIRError("multiple-matches", "The conditional delete matches more than one resource",
                             f"{res_type}?", status=412)
