@@ -52,7 +52,7 @@ class Auth:
 
 
 def _secret(app: Flask, name: str) -> str | None:
-    """A secret from `LBP_<name>_FILE` (a file) or `LBP_<name>` (the environment), so it need not sit in the database."""
+    """A secret from `LBP_<name>_FILE` (a file) or `LBP_<name>` (the environment), not from the database."""
     path = app.config.get(f"{name}_FILE")
     if path:
         return Path(path).read_text(encoding="utf-8").strip()

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 
 from . import auth
+from .audit import record_token_refusal
 from .public import primary_base, public_bases
 from .tokens import ASSERTION_ALGORITHMS, AuthError
 
@@ -49,6 +50,7 @@ def token():
     try:
         body = auth().tokens.exchange(request.form.to_dict(), token_audiences())
     except AuthError as err:
+        record_token_refusal(err.error, err.status)
         resp = jsonify({"error": err.error, "error_description": err.description})
         resp.status_code = err.status
         if err.status == 401:

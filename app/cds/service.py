@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app
 from sqlalchemy import insert
 
 from app.cds.cards import RULES, CardContext, cards_from
