@@ -133,8 +133,11 @@ def test_killed_server_leaves_whole_transaction_or_nothing(tmp_path, delay):
         count = c.exec_driver_sql("SELECT count(*) FROM resources WHERE res_type = 'Patient'").scalar_one()
         index_rows = c.exec_driver_sql(
             "SELECT count(*) FROM idx_token WHERE res_type = 'Patient' AND param = 'identifier'").scalar_one()
+        audit_events = c.exec_driver_sql("SELECT count(*) FROM resources WHERE res_type = 'AuditEvent'").scalar_one()
     store.dispose()
     assert count in (0, n)
+    if count == n:
+        assert audit_events >= 1  # a committed write has its AuditEvent: it commits in the same transaction
     assert index_rows == count  # the index is never ahead of or behind the resources
     if outcome.get("status") == 200:
         assert count == n
