@@ -25,6 +25,8 @@ DEFAULTS: dict[str, Any] = {
     "WRITE_VALIDATION_LEVEL": "write",
     "MAX_BUNDLE_ENTRIES": 5000,
     "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,
+    "MAX_INCLUDED": 1000,  # _include/_revinclude resources per search page; beyond it 400
+    "MAX_RESPONSE_BYTES": 32 * 1024 * 1024,  # a search page larger than this is refused (400)
     "LOAD_ARTIFACTS": True,
     "ARTIFACT_DIRS": [str(ROOT / "valuesets"), str(ROOT / "questionnaires"), str(ROOT / "plandefinitions")],
     "DEFAULT_VARIANT": "se",

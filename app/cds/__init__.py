@@ -18,6 +18,7 @@ from flask import Blueprint, Response, current_app, g, request
 
 from app.auth.links import make_token
 from app.auth.public import primary_base
+from app.auth.scopes import FEEDBACK_SCOPE
 from app.cds.auth import Unauthorized, Verifier, load_issuers
 from app.cds.registry import Registry
 from app.cds.tables import create_tables
@@ -285,9 +286,12 @@ def feedback_report():
         if not header.startswith("Bearer "):
             return Response(status=401, headers={"WWW-Authenticate": "Bearer"})
         try:
-            current_app.extensions["lbp"].auth.tokens.principal(header[7:].strip())
+            principal = current_app.extensions["lbp"].auth.tokens.principal(header[7:].strip())
         except Exception:
             return Response(status=401, headers={"WWW-Authenticate": "Bearer"})
+        if FEEDBACK_SCOPE not in principal.scope.split():
+            return Response(status=403, headers={
+                "WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{FEEDBACK_SCOPE}"'})
     state().card_log.flush()
     return _json(report(request.args))
 

@@ -9,6 +9,7 @@ from flask import Response, current_app, g, request
 
 from app.auth.public import primary_base
 from app.errors import FHIRError, Issue, operation_outcome
+from app.store import jsonio
 from app.store.db import Stored, http_date
 
 FHIR_JSON = "application/fhir+json"
@@ -46,7 +47,7 @@ def json_body(expected_type: str | None = None, *, check_nesting: bool = True) -
     if not raw:
         raise FHIRError("invalid", "The request body is empty", expected_type or "Resource")
     try:
-        body = orjson.loads(raw)
+        body = jsonio.loads(raw)  # decimals keep their exact text (1.50 stays 1.50)
     except orjson.JSONDecodeError as exc:
         raise FHIRError("structure", f"The body is not valid JSON: {exc}", expected_type or "Resource") from None
     if check_nesting:

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from app.errors import FHIRError
+from app.store import jsonio
 
 from . import schema
 from .indexing import IndexRows, extract, registry
@@ -330,7 +331,7 @@ class Transaction:
         # resourceType and id first, as people read them
         ordered = {"resourceType": resource["resourceType"], "id": resource["id"]}
         ordered.update(resource)
-        return orjson.dumps(ordered)
+        return jsonio.dumps(ordered)  # decimals keep their exact text
 
     def _queue_index(self, rid: int, res_type: str, resource: dict, rows: IndexRows | None = None) -> None:
         if rows is None:
