@@ -41,7 +41,11 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "CDS_CORS_ORIGINS": "*",
     "CDS_FETCH_TIMEOUT": 3.0,
     "CDS_FETCH_CONNECT_TIMEOUT": 1.0,
-    "CDS_FETCH_BATCH": True,  # fetch the templates as one FHIR batch, falling back to parallel reads
+    "CDS_FETCH_BATCH": True,
+    "CDS_PREFETCH_DEADLINE": 5.0,  # seconds for the whole prefetch of one call; then 412
+    "CDS_FHIR_SERVER_ALLOWLIST": None,  # fhirServer bases this service may fetch from (list or space-separated)
+    "CDS_ALLOW_LOCAL_FHIR_SERVER": False,  # loopback / link-local fhirServer (development, tests, the demo)
+    "CDS_VALIDATE_REQUESTS": True,  # draft orders and prefetched resources through the write validator  # fetch the templates as one FHIR batch, falling back to parallel reads
     "CDS_RECORD_CARDS": True,
     "CDS_BENCH_FLOOR": False,  # adds /cds-services/_floor ({"cards": []}) for bench/cds.py
     "CDS_TODAY": None,
@@ -147,6 +151,8 @@ class Links:
         self.catalogue = str(config.get("CDS_CATALOGUE_URL") or f"{self.base}/cds-catalogue")
         self.smart_url = config.get("CDS_SMART_LAUNCH_URL")
         self.anchors = state.anchors
+        caller = g.get("cds_caller")
+        self.issuer = caller.iss if caller is not None else None  # recorded in every link this call mints
 
     def rule(self, rule_id: str) -> str:
         anchor = self.anchors.get(rule_id, rule_id.lower())
@@ -158,7 +164,7 @@ class Links:
     def questionnaire(self, patient_id: str, canonical: str, language: str, variant: str) -> str | None:
         questionnaire_id = canonical.split("|", 1)[0].rstrip("/").rsplit("/", 1)[-1]
         try:
-            token = make_token(patient_id, [questionnaire_id], lang=language, variant=variant)
+            token = make_token(patient_id, [questionnaire_id], lang=language, variant=variant, issuer=self.issuer)
         except Exception as exc:
             log.warning("questionnaire link not made: %s", type(exc).__name__)
             return None
@@ -251,6 +257,7 @@ def floor():
 
 @bp.route("/cds-services/<service_id>", methods=["POST", "OPTIONS"])
 def call(service_id: str):
+    from app.cds.requests import check_hook_request
     from app.cds.service import check_request, run
 
     kb = current_app.extensions["lbp"].knowledge.base
@@ -261,6 +268,7 @@ def call(service_id: str):
     body = request.get_json(silent=True)
     check_request(body, service)  # raises unless body is a well-formed request
     assert isinstance(body, dict)
+    check_hook_request(body, service.hook)  # the hook's context forms, fhirServer, valid R4 resources
     return _json(run(service, body, g.get("cds_caller"), Links(state())))
 
 

@@ -154,7 +154,8 @@ def run(service: Service, body: Mapping[str, Any], caller: Any, links: Any) -> d
         templates = own.prefetch if own is not None else templates
     timeout = (float(current_app.config.get("CDS_FETCH_CONNECT_TIMEOUT", 1.0)),
                float(current_app.config.get("CDS_FETCH_TIMEOUT", 3.0)))
-    record = resolve(templates, body, timeout, batch=bool(current_app.config.get("CDS_FETCH_BATCH", True)))
+    record = resolve(templates, body, timeout, batch=bool(current_app.config.get("CDS_FETCH_BATCH", True)),
+                     deadline=float(current_app.config["CDS_PREFETCH_DEADLINE"]))
     patient = record.get("patient")
     if isinstance(patient, Mapping) and patient.get("resourceType") == "Patient":
         if patient.get("id") != patient_id:

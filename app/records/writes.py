@@ -15,8 +15,8 @@ from sqlalchemy.engine import Connection
 
 from app.auth import audit
 from app.errors import FHIRError
-from app.store.db import KNOWLEDGE_TYPES, Stored
 from app.store import jsonio
+from app.store.db import KNOWLEDGE_TYPES, Stored
 from app.store.search import count_matches
 from app.validation import validate_at_level
 from app.validation.rules import id_problem
