@@ -41,11 +41,11 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "CDS_CORS_ORIGINS": "*",
     "CDS_FETCH_TIMEOUT": 3.0,
     "CDS_FETCH_CONNECT_TIMEOUT": 1.0,
-    "CDS_FETCH_BATCH": True,
+    "CDS_FETCH_BATCH": True,  # fetch the templates as one FHIR batch, falling back to parallel reads
     "CDS_PREFETCH_DEADLINE": 5.0,  # seconds for the whole prefetch of one call; then 412
     "CDS_FHIR_SERVER_ALLOWLIST": None,  # fhirServer bases this service may fetch from (list or space-separated)
     "CDS_ALLOW_LOCAL_FHIR_SERVER": False,  # loopback / link-local fhirServer (development, tests, the demo)
-    "CDS_VALIDATE_REQUESTS": True,  # draft orders and prefetched resources through the write validator  # fetch the templates as one FHIR batch, falling back to parallel reads
+    "CDS_VALIDATE_REQUESTS": True,  # draft orders and prefetched resources through the write validator
     "CDS_RECORD_CARDS": True,
     "CDS_BENCH_FLOOR": False,  # adds /cds-services/_floor ({"cards": []}) for bench/cds.py
     "CDS_TODAY": None,
