@@ -10,6 +10,7 @@ SHARED ?= ../shared
 help:
 	@echo "make run          set up and start the server on http://127.0.0.1:$(PORT)/fhir (SQLite under ./var/)"
 	@echo "make test         set up and run the test suite"
+	@echo "make lint         ruff (app, tests, bench) and mypy (configured in pyproject.toml: strict for app/records)"
 	@echo "make bench        run the benchmarks in bench/ (needs $(SHARED)/data)"
 	@echo "make conformance  validate every official FHIR R4 example (needs $(SHARED)/data)"
 
@@ -40,6 +41,7 @@ catalogue: venv
 
 lint: venv
 	$(BIN)/python -m ruff check app tests bench
+	$(BIN)/python -m mypy
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

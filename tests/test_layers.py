@@ -19,6 +19,9 @@ FORBIDDEN = [
     ("cds", "web"),
     # the records layer serves the entry points; it never calls back into them
     ("records", "fhir"), ("records", "web"), ("records", "cds"), ("records", "knowledge"),
+    # the FHIRPath engine (app/fhirpath once it is its own package) is a library below the reasoning engine
+    ("fhirpath", "reasoning"), ("fhirpath", "store"), ("fhirpath", "fhir"), ("fhirpath", "web"),
+    ("fhirpath", "cds"), ("fhirpath", "records"), ("fhirpath", "validation"),
 ]
 # Only these parts may import the HTTP packages and the composition root.
 ENTRY_IMPORTERS = {"fhir": {"app"}, "web": {"app"}, "cds": {"app"}, "app": {"cli", "wsgi"}}

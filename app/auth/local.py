@@ -53,6 +53,8 @@ def client_assertion(client_id: str, pem_path: str | Path, token_url: str, *, li
     pem_path = Path(pem_path)
     kid, alg = pem_path.with_suffix(".kid").read_text().split()
     key = serialization.load_pem_private_key(pem_path.read_bytes(), password=None)
+    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+        raise ValueError(f"{pem_path}: an EC or RSA private key is needed to sign a client assertion")
     now = int(time.time())
     return jwt.encode({"iss": client_id, "sub": client_id, "aud": token_url, "exp": now + lifetime, "iat": now,
                        "jti": uuid.uuid4().hex}, key, algorithm=alg, headers={"kid": kid})

@@ -22,6 +22,7 @@ from app.auth.scopes import FEEDBACK_SCOPE
 from app.cds.auth import Unauthorized, Verifier, load_issuers
 from app.cds.registry import Registry
 from app.cds.tables import create_tables
+from app.conventions import RULES_SYSTEM
 from app.errors import FHIRError
 
 log = logging.getLogger("lbp.cds")
@@ -95,7 +96,7 @@ class CDSState:
         if hit is not None and hit[0] is kb:
             return hit[1]
         out: dict[str, str] = {}
-        cs = kb.resolve("https://lbp-pathway.org/fhir/CodeSystem/lbp-rules", "CodeSystem") if kb else None
+        cs = kb.resolve(RULES_SYSTEM, "CodeSystem") if kb else None
         for concept in (cs or {}).get("concept", []) or []:
             display = concept.get("display", "")
             for d in concept.get("designation", []) or []:

@@ -99,7 +99,7 @@ def base_url() -> str:
 
 
 def fhir_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    data = body if isinstance(body, (bytes, bytearray)) else orjson.dumps(body)
+    data = bytes(body) if isinstance(body, (bytes, bytearray)) else orjson.dumps(body)
     resp = Response(data, status=status, mimetype=FHIR_JSON)
     resp.headers["Content-Type"] = FHIR_JSON + "; charset=utf-8"
     for k, v in (headers or {}).items():

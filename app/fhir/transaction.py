@@ -140,6 +140,7 @@ def _transaction(entries: list[Entry]) -> list[Entry]:
 
 
 def _plan(entries: list[Entry], lookups: Lookups) -> None:
+    """Phase 1: ids, references and conditional lookups resolved; every resource admitted and its index rows made."""
     id_map = _assign_ids(entries, lookups)
     resolver = _ReferenceResolver(id_map, lookups)
     for e in entries:
@@ -188,52 +189,11 @@ def _assign_ids(entries: list[Entry], tx: Lookups) -> dict[str, str]:
     id_map: dict[str, str] = {}
     for e in entries:
         if e.method == "POST":
-            rtype = e.url.split("?", 1)[0].strip("/")
-            _check_url_type(e, rtype)
-            e.res_type = rtype
-            if e.if_none_exist:
-                ids = tx.ids(rtype, e.if_none_exist.lstrip("?"))
-                if len(ids) > 1:
-                    raise FHIRError("multiple-matches", f"ifNoneExist matches {len(ids)} or more resources",
-                                    f"{e.where}.request.ifNoneExist", status=412)
-                if ids:
-                    e.res_id = ids[0]
-                    e.skip_with = tx.read(rtype, ids[0])
-            if e.res_id is None:
-                e.res_id = new_id()
+            _target_of_create(e, tx)
         elif e.method == "PUT":
-            path, _, query = e.url.partition("?")
-            parts = path.strip("/").split("/")
-            rtype = parts[0]
-            _check_url_type(e, rtype)
-            e.res_type = rtype
-            if query:
-                ids = tx.ids(rtype, query)
-                if len(ids) > 1:
-                    raise FHIRError("multiple-matches", "The conditional update matches more than one resource",
-                                    f"{e.where}.request.url", status=412)
-                e.res_id = ids[0] if ids else (e.resource or {}).get("id") or new_id()
-            elif len(parts) == 2:
-                e.res_id = parts[1]
-            else:
-                raise FHIRError("invalid", f"PUT url must be Type/id or Type?query, got '{e.url}'",
-                                f"{e.where}.request.url")
+            _target_of_update(e, tx)
         elif e.method == "DELETE":
-            path, _, query = e.url.partition("?")
-            parts = path.strip("/").split("/")
-            _check_url_type(e, parts[0])
-            e.res_type = parts[0]
-            if query:
-                ids = tx.ids(parts[0], query)
-                if len(ids) > 1:
-                    raise FHIRError("multiple-matches", "The conditional delete matches more than one resource",
-                                    f"{e.where}.request.url", status=412)
-                e.res_id = ids[0] if ids else None
-            elif len(parts) == 2:
-                e.res_id = parts[1]
-            else:
-                raise FHIRError("invalid", f"DELETE url must be Type/id or Type?query, got '{e.url}'",
-                                f"{e.where}.request.url")
+            _target_of_delete(e, tx)
         if e.method in ("POST", "PUT") and e.res_type and e.res_id:
             local = f"{e.res_type}/{e.res_id}"
             if e.full_url:
@@ -241,6 +201,61 @@ def _assign_ids(entries: list[Entry], tx: Lookups) -> dict[str, str]:
                 if e.full_url.startswith(base + "/"):
                     id_map[e.full_url[len(base) + 1:]] = local
     return id_map
+
+
+def _target_of_create(e: Entry, tx: Lookups) -> None:
+    """POST: a new id, or the existing resource ifNoneExist matches (then nothing is written)."""
+    rtype = e.url.split("?", 1)[0].strip("/")
+    _check_url_type(e, rtype)
+    e.res_type = rtype
+    if e.if_none_exist:
+        ids = tx.ids(rtype, e.if_none_exist.lstrip("?"))
+        if len(ids) > 1:
+            raise FHIRError("multiple-matches", f"ifNoneExist matches {len(ids)} or more resources",
+                            f"{e.where}.request.ifNoneExist", status=412)
+        if ids:
+            e.res_id = ids[0]
+            e.skip_with = tx.read(rtype, ids[0])
+    if e.res_id is None:
+        e.res_id = new_id()
+
+
+def _target_of_update(e: Entry, tx: Lookups) -> None:
+    """PUT `Type/id`, or conditional `Type?query` (the one match, else the resource's id, else a new one)."""
+    path, _, query = e.url.partition("?")
+    parts = path.strip("/").split("/")
+    rtype = parts[0]
+    _check_url_type(e, rtype)
+    e.res_type = rtype
+    if query:
+        ids = tx.ids(rtype, query)
+        if len(ids) > 1:
+            raise FHIRError("multiple-matches", "The conditional update matches more than one resource",
+                            f"{e.where}.request.url", status=412)
+        e.res_id = ids[0] if ids else (e.resource or {}).get("id") or new_id()
+    elif len(parts) == 2:
+        e.res_id = parts[1]
+    else:
+        raise FHIRError("invalid", f"PUT url must be Type/id or Type?query, got '{e.url}'", f"{e.where}.request.url")
+
+
+def _target_of_delete(e: Entry, tx: Lookups) -> None:
+    """DELETE `Type/id`, or conditional `Type?query` (no match: nothing to delete)."""
+    path, _, query = e.url.partition("?")
+    parts = path.strip("/").split("/")
+    _check_url_type(e, parts[0])
+    e.res_type = parts[0]
+    if query:
+        ids = tx.ids(parts[0], query)
+        if len(ids) > 1:
+            raise FHIRError("multiple-matches", "The conditional delete matches more than one resource",
+                            f"{e.where}.request.url", status=412)
+        e.res_id = ids[0] if ids else None
+    elif len(parts) == 2:
+        e.res_id = parts[1]
+    else:
+        raise FHIRError("invalid", f"DELETE url must be Type/id or Type?query, got '{e.url}'",
+                        f"{e.where}.request.url")
 
 
 def _check_url_type(e: Entry, rtype: str) -> None:

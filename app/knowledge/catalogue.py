@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-RULES_SYSTEM = "https://lbp-pathway.org/fhir/CodeSystem/lbp-rules"
-ASSUMPTION = "https://lbp-pathway.org/fhir/StructureDefinition/assumption"
-CITATION_EN = "https://lbp-pathway.org/fhir/StructureDefinition/citation-en"
+from app.conventions import BASE, RULES_SYSTEM
+
+ASSUMPTION = f"{BASE}/StructureDefinition/assumption"
+CITATION_EN = f"{BASE}/StructureDefinition/citation-en"
 ARTIFACT_FOLDERS = ("valuesets", "questionnaires", "plandefinitions")
 RULES_FILE = Path("valuesets") / "CodeSystem-lbp-rules.json"
 OUTPUT = Path("docs") / "catalogue.md"

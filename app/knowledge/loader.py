@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from app.errors import FHIRError
-from app.records import admit
+from app.records import admit, upsert_all
 
 log = logging.getLogger("lbp")
 
@@ -64,10 +64,7 @@ def load_directories(lbp: Any, dirs: list[str], *, validate: bool = True) -> Loa
                 continue
             ready.append(resource)
         if ready:
-            with lbp.store.transaction() as tx:
-                for resource in ready:
-                    tx.update(resource)
-            report.loaded = len(ready)
+            report.loaded = len(upsert_all(ready))
         lbp.knowledge.refresh(force=True)
     return report
 

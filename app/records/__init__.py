@@ -4,13 +4,16 @@ Every entry point that writes (the FHIR REST API and its transaction engine, the
 knowledge loader, the CLI through the API) calls this package; none of it reads a request. HTTP parsing
 and response shaping stay in `app.fhir`, form handling in `app.web`.
 
-- `writes`: `admit` (type, id, validation, artifact checks), `conditional_ids`, `after_write` (audit,
+- `admission`: `admit` (type, id, validation, artifact checks), `conditional_ids`, `after_write` (audit,
   knowledge refresh).
+- `writes`: `create`, `update`, `conditional_update`, `delete`, `conditional_delete`, `upsert_all`.
 - `responses`: QuestionnaireResponse submission: validated against its Questionnaire, scored, extracted.
 """
 from __future__ import annotations
 
+from .admission import admit, after_write, check_artifact, conditional_ids
 from .responses import SubmitResult, submit_response
-from .writes import admit, after_write, check_artifact, conditional_ids
+from .writes import Written, conditional_delete, conditional_update, create, delete, update, upsert_all
 
-__all__ = ["admit", "after_write", "check_artifact", "conditional_ids", "SubmitResult", "submit_response"]
+__all__ = ["admit", "after_write", "check_artifact", "conditional_delete", "conditional_ids", "conditional_update",
+           "create", "delete", "update", "upsert_all", "Written", "SubmitResult", "submit_response"]

@@ -10,14 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from flask import current_app
-
 from app.errors import FHIRError, Issue
 from app.reasoning.scoring import complete_response, extract_observations, validate_response
 from app.reasoning.terminology import TerminologyIndex
 from app.store.db import Stored, Transaction
 
-from .writes import FHIRJson, admit, after_write, conditional_ids
+from .admission import FHIRJson, admit, after_write, conditional_ids, services
 
 
 @dataclass
@@ -27,12 +25,8 @@ class SubmitResult:
     created: bool = True
 
 
-def _services() -> Any:
-    return current_app.extensions["lbp"]
-
-
 def _terminology() -> TerminologyIndex | None:
-    kb = _services().knowledge.base
+    kb = services().knowledge.base
     return cast(TerminologyIndex, kb.terminology) if kb is not None else None
 
 
@@ -41,7 +35,7 @@ def questionnaire_for(response: FHIRJson) -> FHIRJson | None:
     canonical = response.get("questionnaire")
     if not isinstance(canonical, str):
         return None
-    return cast("FHIRJson | None", _services().knowledge.resolve(canonical))
+    return cast("FHIRJson | None", services().knowledge.resolve(canonical))
 
 
 def check(response: FHIRJson, questionnaire: FHIRJson | None) -> list[Issue]:
@@ -74,7 +68,7 @@ def _existing(if_none_exist: str, tx: Transaction | None = None) -> Stored | Non
         return None
     if tx is not None:
         return tx.read("QuestionnaireResponse", ids[0])
-    return cast("Stored | None", _services().store.read("QuestionnaireResponse", ids[0]))
+    return cast("Stored | None", services().store.read("QuestionnaireResponse", ids[0]))
 
 
 def submit_response(response: Any, *, if_none_exist: str | None = None, res_id: str | None = None) -> SubmitResult:
@@ -83,7 +77,7 @@ def submit_response(response: Any, *, if_none_exist: str | None = None, res_id: 
     With `if_none_exist`, a response that already matches is returned as it is (created=False), whatever
     this one says: a repeated submit is answered by the first, not validated again.
     """
-    store = _services().store
+    store = services().store
     if if_none_exist:
         existing = _existing(if_none_exist)
         if existing is not None:

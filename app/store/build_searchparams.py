@@ -16,7 +16,10 @@ def build(tgz_path: str) -> list[dict]:
             name = member.name.rsplit("/", 1)[-1]
             if not (name.startswith("SearchParameter-") and name.endswith(".json")):
                 continue
-            sp = json.load(tar.extractfile(member))
+            data = tar.extractfile(member)
+            if data is None:
+                continue
+            sp = json.load(data)
             if sp.get("resourceType") != "SearchParameter" or not sp.get("expression"):
                 continue
             params.append(

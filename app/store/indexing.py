@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-Walker = Callable[[dict], Iterator[Any]]
+Walker = Callable[[dict], Iterable[Any]]  # the values an expression selects from a resource
 
 INDEXED_TYPES = ("token", "string", "date", "reference", "uri", "number", "quantity")
 _SEGMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -42,7 +42,9 @@ class SearchParam:
 
 
 def _split_top(expr: str, sep: str) -> list[str]:
-    parts, depth, cur, quote = [], 0, [], False
+    parts: list[str] = []
+    cur: list[str] = []
+    depth, quote = 0, False
     i = 0
     while i < len(expr):
         ch = expr[i]

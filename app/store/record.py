@@ -29,5 +29,7 @@ def patient_record(store: Store, patient_id: str) -> list[dict]:
         for (content,) in rows:
             import orjson
 
-            out.append(orjson.loads(_load_content(content)))
+            loaded = _load_content(content)
+            if loaded is not None:
+                out.append(orjson.loads(loaded))
     return out

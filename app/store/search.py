@@ -395,7 +395,7 @@ def _where(
 def _sort_key(req: SearchRequest, store: Store, key: str, desc: bool):
     r = schema.resources.c
     if key == "_id":
-        col = r.res_id
+        col: ColumnElement = r.res_id
     elif key == "_lastUpdated":
         col = r.last_updated
     else:

@@ -16,24 +16,21 @@ from app.auth import AuthError, audit, auth, note
 from app.auth.links import patient_link
 from app.auth.scopes import Scopes
 from app.auth.tokens import Principal
-from app.conventions import LANGUAGES, variant_codes
+from app.conventions import BASE, LANGUAGES, RULES_SYSTEM, variant_codes, variants
 from app.errors import FHIRError
 from app.store import search as engine
 
 from . import bp
+from .artifacts import clinician_fields, patient_questionnaires, plotted_series
 from .i18n import choose_language, texts, translated
 from .svg import line_chart
 
 COOKIE = "lbp_clinician"
-BASE = "https://lbp-pathway.org/fhir"
 OBSERVATION_SYSTEM = f"{BASE}/CodeSystem/lbp-observation"
-RULES_SYSTEM = f"{BASE}/CodeSystem/lbp-rules"
 # The data-contract types a patient's record is read from (docs: /work/shared/data-contract.md)
 RECORD_TYPES = ("Condition", "Observation", "QuestionnaireResponse", "Procedure", "MedicationStatement",
                 "MedicationRequest", "DiagnosticReport", "ImagingStudy", "CarePlan", "ServiceRequest")
 MAX_RECORD = 1000
-# Questionnaires a patient answers (the others are clinicians' forms), offered for a link besides the missing
-PATIENT_QUESTIONNAIRES = ("lbp-red-flags", "lbp-intake", "start-back", "ompsq-sf", "nrs-pain", "rmdq")
 
 
 class NotAuthorized(Exception):
@@ -169,10 +166,6 @@ def read_record(patient_id: str) -> tuple[dict[str, Any] | None, list[dict[str, 
     return patient, resources
 
 
-def plan_url(variant: str) -> str:
-    return f"{BASE}/PlanDefinition/lbp-pathway-{variant}"
-
-
 def _actions_by_id(kb: Any) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
 
@@ -275,7 +268,6 @@ def _first_value(values: list[Any]) -> Any:
 
 def pathway_view(patient_id: str, variant: str, lang: str) -> dict[str, Any] | None:
     """Everything the page shows, from the reasoning engine's pathway status and the case features."""
-    from app.reasoning.features import evaluate_features, patient_context
     from app.reasoning.status import pathway_status
 
     patient, record = read_record(patient_id)
@@ -283,83 +275,112 @@ def pathway_view(patient_id: str, variant: str, lang: str) -> dict[str, Any] | N
         return None
     audit.add_entities(*(f"{r['resourceType']}/{r['id']}" for r in record if r.get("id")))
     kb = current_app.extensions["lbp"].knowledge.base
-    plan = kb.artifact(plan_url(variant), "PlanDefinition")
+    pathway = variants()[variant].pathway
+    plan = kb.artifact(pathway, "PlanDefinition")
     if plan is None:
-        raise FHIRError("not-found", f"PlanDefinition {plan_url(variant)} is not loaded", "variant")
+        raise FHIRError("not-found", f"PlanDefinition {pathway} is not loaded", "variant")
     status = pathway_status(kb, plan, record, subject=patient)
-    features: dict[str, list[Any]] = {}
-    library = kb.library_for(plan.resource)
-    if library is not None:
-        values = evaluate_features(kb, library, patient_context(record, subject=patient, terminology=kb.terminology))
-        features = values.values()
+    fields = _case_fields(kb, plan, record, patient)
     actions = _actions_by_id(kb)
-
-    def action_info(action_id: str | None) -> dict[str, Any] | None:
-        entry = actions.get(action_id or "")
-        if entry is None:
-            return None
-        action = entry["action"]
-        return {"id": action_id, "title": action.get("title"), "priority": action.get("priority"),
-                "rules": _rules(action), "citations": _citations(action),
-                "plan": entry["plan"].get("title") or entry["plan"].get("id")}
-
     step = status.get("step")
-    next_step = action_info(step.get("because")) if step else None
+    collect = _questionnaires_to_collect(kb, status, lang)
+    chart = _progress_chart(kb, record, lang)
+    return {
+        "patient": patient,
+        "variant": variant,
+        "status": status,
+        "next_step": _action_info(actions, step.get("because")) if step else None,
+        "recommendations": _recommendations(actions, status),
+        "flags": status.get("flags", []),
+        "screening": status.get("screening"),
+        "scores": score_history(record, score_codes(kb)),
+        "nrs": status.get("nrs") or {},
+        **fields,
+        "pathway_start": _pathway_start(status),
+        "deadlines": status.get("deadlines", []),
+        "missing": status.get("missing", []),
+        "collect": collect,
+        "others": _other_questionnaires(kb, {c["id"] for c in collect}, lang),
+        **chart,
+        "issues": status.get("issues", []),
+        "today": status.get("date"),
+    }
+
+
+# Fields of the page -> the clinician-field tag of the case feature that fills them (app/web/artifacts.py).
+CASE_FIELDS = {"weeks_since_onset": "weeks-since-onset", "onset_date": "onset-date",
+               "weeks_of_treatment": "weeks-of-treatment", "treatment_start": "treatment-start"}
+
+
+def _case_fields(kb: Any, plan: Any, record: list[dict[str, Any]], patient: dict[str, Any]) -> dict[str, Any]:
+    """The durations and dates the page shows, from the case features the Library tags for them."""
+    from app.reasoning.features import evaluate_features, patient_context
+
+    library = kb.library_for(plan.resource)
+    if library is None:
+        return dict.fromkeys(CASE_FIELDS)
+    values = evaluate_features(kb, library, patient_context(record, subject=patient, terminology=kb.terminology))
+    features = values.values()
+    named = clinician_fields(library.resource)
+    return {field: _first_value(features.get(named.get(tag, ""), [])) for field, tag in CASE_FIELDS.items()}
+
+
+def _action_info(actions: dict[str, dict[str, Any]], action_id: str | None) -> dict[str, Any] | None:
+    entry = actions.get(action_id or "")
+    if entry is None:
+        return None
+    action = entry["action"]
+    return {"id": action_id, "title": action.get("title"), "priority": action.get("priority"),
+            "rules": _rules(action), "citations": _citations(action),
+            "plan": entry["plan"].get("title") or entry["plan"].get("id")}
+
+
+def _recommendations(actions: dict[str, dict[str, Any]], status: dict[str, Any]) -> list[dict[str, Any]]:
+    """The prioritised actions of every pathway step, each once, with the step it belongs to."""
     recommendations = []
     seen: set[str] = set()
     for s in status.get("steps", []):
         for a in s.get("actions", []):
             if a.get("priority") and a.get("id") not in seen:
                 seen.add(a["id"])
-                info = action_info(a["id"]) or {"id": a["id"], "title": a.get("title"), "rules": a.get("rules", []),
-                                                "citations": [], "priority": a.get("priority")}
+                info = _action_info(actions, a["id"]) or {"id": a["id"], "title": a.get("title"),
+                                                          "rules": a.get("rules", []), "citations": [],
+                                                          "priority": a.get("priority")}
                 info["step"] = s.get("display") or s.get("code")
                 recommendations.append(info)
+    return recommendations
+
+
+def _questionnaires_to_collect(kb: Any, status: dict[str, Any], lang: str) -> list[dict[str, Any]]:
     collect = []
     for c in status.get("collect", []):
         qid = c["questionnaire"].rstrip("/").rsplit("/", 1)[-1].split("|")[0]
         questionnaire = kb.resolve(c["questionnaire"], "Questionnaire") or {}
         title = translated(questionnaire, "title", lang, questionnaire.get("language")) or c.get("title") or qid
         collect.append({"id": qid, "title": title, "because": c.get("because", [])})
-    offered = {c["id"] for c in collect}
+    return collect
+
+
+def _other_questionnaires(kb: Any, offered: set[str], lang: str) -> list[dict[str, Any]]:
+    """The patient's questionnaires not already offered, for a link the clinician may send anyway."""
     others = []
-    for qid in PATIENT_QUESTIONNAIRES:
+    for qid in patient_questionnaires(kb):
         questionnaire = kb.get("Questionnaire", qid)
         if questionnaire is not None and qid not in offered:
             others.append({"id": qid, "title": translated(questionnaire, "title", lang, questionnaire.get("language"))})
-    nrs_series = _series(record, "http://loinc.org", "72514-3")
-    rmdq_series = _series(record, OBSERVATION_SYSTEM, "rmdq-total")
+    return others
+
+
+def _progress_chart(kb: Any, record: list[dict[str, Any]], lang: str) -> dict[str, Any]:
+    """The chart of the plotted series (each on its own scale) and the series themselves."""
     clin = texts("clinician", lang)
-    plot = line_chart(
-        [s for s in (("NRS", 10.0, nrs_series), ("RMDQ", 24.0, rmdq_series)) if s[2]],
-        title=clin["plot_title"],
-        description=clin["plot_desc"].format(nrs=len(nrs_series), rmdq=len(rmdq_series)),
-    )
-    return {
-        "patient": patient,
-        "variant": variant,
-        "status": status,
-        "next_step": next_step,
-        "recommendations": recommendations,
-        "flags": status.get("flags", []),
-        "screening": status.get("screening"),
-        "scores": score_history(record, score_codes(kb)),
-        "nrs": status.get("nrs") or {},
-        "weeks_since_onset": _first_value(features.get("painDurationWeeks", [])),
-        "onset_date": _first_value(features.get("lbpOnsetDate", [])),
-        "weeks_of_treatment": _first_value(features.get("basicTreatmentWeeks", [])),
-        "treatment_start": _first_value(features.get("basicTreatmentStartDate", [])),
-        "pathway_start": _pathway_start(status),
-        "deadlines": status.get("deadlines", []),
-        "missing": status.get("missing", []),
-        "collect": collect,
-        "others": others,
-        "plot": plot,
-        "nrs_series": nrs_series,
-        "rmdq_series": rmdq_series,
-        "issues": status.get("issues", []),
-        "today": status.get("date"),
-    }
+    series = [(s, _series(record, s.system, s.code)) for s in plotted_series(kb)]
+    described = ", ".join(clin["plot_series"].format(label=s.label, count=len(values), maximum=f"{s.maximum:g}")
+                          for s, values in series)
+    plot = line_chart([(s.label, s.maximum, values) for s, values in series if values],
+                      title=clin["plot_title"], description=clin["plot_desc"].format(series=described))
+    return {"plot": plot, "series": [{"label": s.label, "maximum": s.maximum, "values": values}
+                                     for s, values in series]}
 
 
 def _pathway_start(status: dict[str, Any]) -> str | None:
@@ -393,9 +414,9 @@ def _render_pathway(patient_id: str, *, link: str | None = None, link_error: str
     if view is None:
         return render_template("clinician_refused.html", ui=texts("ui", lang), clin=clin, lang=lang,
                                title=clin["not_found"], message=clin["not_found"], status=404, next=None), 404
-    return render_template("clinician.html", ui=texts("ui", lang), clin=clin, lang=lang, v=view, variants=variant_codes(),
-                           languages=LANGUAGES, title=clin["title"], link=link, link_error=link_error,
-                           patient_id=patient_id, wide=True)
+    return render_template("clinician.html", ui=texts("ui", lang), clin=clin, lang=lang, v=view,
+                           variants=variant_codes(), languages=LANGUAGES, title=clin["title"], link=link,
+                           link_error=link_error, patient_id=patient_id, wide=True)
 
 
 @bp.get("/patients/<patient_id>/pathway")

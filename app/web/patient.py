@@ -8,17 +8,15 @@ from typing import Any
 from flask import abort, current_app, jsonify, redirect, render_template, request, url_for
 
 from app.auth.links import IDENTIFIER_SYSTEM, LinkError, PatientLink, read_token
-from app.conventions import variant_codes
+from app.conventions import BASE, variant_codes, variants
 from app.errors import FHIRError
 from app.records import conditional_ids, submit_response
 from app.store.db import instant
 
 from . import bp
+from .artifacts import calendar_weeks
 from .forms import Form, Values, build_form, issue_link_id, parse_form, required_missing
 from .i18n import choose_language, texts
-
-BASE = "https://lbp-pathway.org/fhir"
-PRIMARY_SECTOR_WEEKS = 8  # T5 (DK): eight weeks in the primary sector
 
 
 def questionnaire_url(questionnaire_id: str) -> str:
@@ -308,8 +306,8 @@ def done(token: str, questionnaire_id: str):
 # -- information page (P2, P3) ------------------------------------------------------------------------
 
 
-def calendar(start: date, today: date, weeks: int = PRIMARY_SECTOR_WEEKS) -> dict[str, Any]:
-    """The eight weeks in the primary sector (T5) from `start`, with today's week marked."""
+def calendar(start: date, today: date, weeks: int) -> dict[str, Any]:
+    """The weeks the pathway's calendar asks for (T5: eight in the primary sector) from `start`, today's marked."""
     rows = []
     for n in range(weeks):
         first = start + timedelta(days=7 * n)
@@ -348,6 +346,14 @@ def _info_page(variant: str, lang: str, start_text: str | None):
         start = date.fromisoformat(start_text) if start_text else today
     except ValueError:
         start = today
-    cal = calendar(start, today) if page.get("calendar") else None
+    cal = None
+    if page.get("calendar"):
+        kb = current_app.extensions["lbp"].knowledge.base
+        weeks = calendar_weeks(kb, variants()[variant].pathway) if kb is not None else None
+        if weeks:
+            cal = calendar(start, today, weeks)
+        else:  # the page says a calendar belongs here, the loaded pathway gives no length: shown without one
+            current_app.logger.error("no calendar-duration in the %s pathway; the information page has no calendar",
+                                     variant)
     return render_template("info.html", ui=ui, lang=lang, title=page["title"], page=page, common=content,
                            calendar=cal, variant=variant)

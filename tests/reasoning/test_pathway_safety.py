@@ -12,7 +12,6 @@ import pytest
 from app.reasoning.apply import apply_plan_definition
 from tests.reasoning.test_pathways import (
     BASE,
-    FILES,
     PATIENTS,
     TODAY,
     applied,
@@ -24,12 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "tests" / "data" / "patients"
 REFERENCE_TODAY = date(2026, 11, 25)
 TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation"
-
-pytestmark = pytest.mark.skipif(
-    not any(p.name.startswith("Library-lbp-case-features") for p in FILES),
-    reason="the project's artifacts are not there yet",
-)
-
 
 def reference_record(name: str) -> tuple[str, list[dict]]:
     bundle = json.loads((REFERENCE / f"{name}.json").read_text(encoding="utf-8"))

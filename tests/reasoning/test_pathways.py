@@ -32,12 +32,6 @@ TODAY = date(2025, 3, 1)
 ICD = "http://hl7.org/fhir/sid/icd-10"
 KVA = "urn:oid:1.2.752.116.1.3.2.1.4"
 
-pytestmark = pytest.mark.skipif(
-    not any(p.name.startswith("Library-lbp-case-features") for p in FILES),
-    reason="the project's artifacts are not there yet",
-)
-
-
 @pytest.fixture(scope="module")
 def kb() -> KnowledgeBase:
     return KnowledgeBase(json.loads(p.read_text(encoding="utf-8")) for p in FILES)

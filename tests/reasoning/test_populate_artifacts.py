@@ -17,12 +17,6 @@ REFERENCE = ROOT / "tests" / "data" / "patients"
 TODAY = date(2026, 11, 25)
 ICD = "http://hl7.org/fhir/sid/icd-10"
 
-pytestmark = pytest.mark.skipif(
-    not any(p.name.startswith("Library-lbp-case-features") for p in FILES),
-    reason="the project's artifacts are not there yet",
-)
-
-
 def questionnaire(name: str) -> dict:
     return json.loads((ROOT / "questionnaires" / f"Questionnaire-{name}.json").read_text(encoding="utf-8"))
 

@@ -70,7 +70,7 @@ def single(params: dict[str, list[Any]], name: str, *, required: bool = False) -
 
 def parameters(**values: Any) -> dict:
     """Build a Parameters resource; dict values that are resources go into `resource`."""
-    out = []
+    out: list[dict[str, Any]] = []
     for name, value in values.items():
         if value is None:
             continue
