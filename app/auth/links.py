@@ -127,7 +127,8 @@ def make_token(patient_id: str, questionnaire_ids: list[str] | tuple[str, ...], 
 def read_token(token: str, *, now: float | None = None) -> PatientLink:
     """The link a token names; LinkError('tampered') on a bad signature, LinkError('expired') after exp."""
     payload, _, signature = token.partition(".")
-    if not payload or not signature or not hmac.compare_digest(_sign(payload), signature):
+    if not payload or not signature or not (payload + signature).isascii() or \
+            not hmac.compare_digest(_sign(payload), signature):
         raise LinkError("tampered")
     try:
         body = orjson.loads(_unb64(payload))

@@ -50,6 +50,8 @@ def json_body(expected_type: str | None = None, *, check_nesting: bool = True) -
         body = jsonio.loads(raw)  # decimals keep their exact text (1.50 stays 1.50)
     except orjson.JSONDecodeError as exc:
         raise FHIRError("structure", f"The body is not valid JSON: {exc}", expected_type or "Resource") from None
+    if not isinstance(body, dict):
+        raise FHIRError("structure", "The body must be a JSON object (a FHIR resource)", expected_type or "Resource")
     if check_nesting:
         check_depth(body, expected_type or "Resource")
     return body
