@@ -348,7 +348,8 @@ def test_generated_hook_calls_never_answer_5xx(generated_app, data, hook):
 @given(data=st.data())
 def test_generated_feedback_and_discovery_never_answer_5xx(generated_app, data):
     app = generated_app
-    feedback = {"feedback": [{"card": str(uuid.uuid4()), "outcome": "overridden", "outcomeTimestamp": "2026-01-01T00:00:00Z",
+    feedback = {"feedback": [{"card": str(uuid.uuid4()), "outcome": "overridden",
+                              "outcomeTimestamp": "2026-01-01T00:00:00Z",
                               "overrideReason": {"reason": {"code": "x", "system": "y"}, "userComment": "c"}}]}
     body = data.draw(mutated(feedback))
     path = "/cds-services/lbp-order-sign-se/feedback"
