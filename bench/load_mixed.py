@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import random
 import signal
 import sys
@@ -167,11 +168,7 @@ def main() -> None:
                 if args.restart == "hup":
                     srv.proc.send_signal(signal.SIGHUP)
                 else:
-                    victim = srv._pids()[1]
-                    signal_kill = getattr(signal, "SIGKILL")
-                    import os
-
-                    os.kill(victim, signal_kill)
+                    os.kill(srv._pids()[1], signal.SIGKILL)
                 restarted = True
                 print(f"[{elapsed:5.1f} s] worker restart ({args.restart})", flush=True)
             time.sleep(0.5)

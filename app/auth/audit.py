@@ -36,7 +36,7 @@ MAX_QUERY_CHARS = 4096
 
 
 def build_event(n: AuditNote, status: int, *, outcome_desc: str | None = None,
-                extra_entities: list[str] = ()) -> dict[str, Any]:
+                extra_entities: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
     outcome = "0" if status < 400 else ("8" if status >= 500 else "4")
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
@@ -58,7 +58,7 @@ def build_event(n: AuditNote, status: int, *, outcome_desc: str | None = None,
                    "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4"}]},
     }
     entities: list[dict[str, Any]] = []
-    seen = set()
+    seen: set[str] = set()
     for ref in [*n.entities, *extra_entities]:
         if len(seen) >= MAX_ENTITIES:
             break

@@ -140,7 +140,7 @@ def fhir_server_refused(url: str) -> str | None:
     except (OSError, UnicodeError):
         return None  # not resolvable here: the fetch fails and the call answers 412
     for address in addresses:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        ip = ipaddress.ip_address(str(address).split("%", 1)[0])
         if ip.is_loopback or ip.is_link_local or ip.is_unspecified:
             return "fhirServer is a loopback or link-local address; this deployment does not allow that"
     return None

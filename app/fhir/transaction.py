@@ -422,10 +422,10 @@ def _batch(entries: list[Entry]) -> list[Entry]:
 
             found = storage_cause(exc)
             log.error("batch entry %d failed: %s", e.index, found[1] if found else type(exc).__name__)
-            status = found[0] if found else 500
-            err = FHIRError("exception", f"This entry was not applied: {found[1] if found else 'internal error'}",
-                            f"{e.where}", status=status)
-            e.response = {"status": str(status), "outcome": err.outcome()}
+            entry_status = found[0] if found else 500
+            failure = FHIRError("exception", f"This entry was not applied: {found[1] if found else 'internal error'}",
+                                f"{e.where}", status=entry_status)
+            e.response = {"status": str(entry_status), "outcome": failure.outcome()}
             e.out_resource = None
     return entries
 

@@ -11,8 +11,9 @@ CS_URL = "https://lbp-pathway.org/fhir/CodeSystem/readiness-test"
 
 
 def _code_system(fhir, version: str = "1") -> None:
-    fhir.put("CodeSystem/readiness-test", {"resourceType": "CodeSystem", "id": "readiness-test", "url": CS_URL, "version": version, "status": "active",
-                 "content": "complete", "concept": [{"code": "a", "display": "A"}]})
+    fhir.put("CodeSystem/readiness-test", {
+        "resourceType": "CodeSystem", "id": "readiness-test", "url": CS_URL, "version": version, "status": "active",
+        "content": "complete", "concept": [{"code": "a", "display": "A"}]})
 
 
 def _slow_build(monkeypatch, seconds: float = 0.3) -> None:
