@@ -166,8 +166,8 @@ class Links:
         questionnaire_id = canonical.split("|", 1)[0].rstrip("/").rsplit("/", 1)[-1]
         try:
             token = make_token(patient_id, [questionnaire_id], lang=language, variant=variant, issuer=self.issuer)
-        except Exception as exc:
-            log.warning("questionnaire link not made: %s", type(exc).__name__)
+        except ValueError as exc:  # a language or variant the patient pages do not offer: the card goes without
+            log.warning("questionnaire link not made: %s", exc)
             return None
         return f"{self.base}/q/{token}"
 

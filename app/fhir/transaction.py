@@ -4,6 +4,8 @@ A transaction is all or nothing: ids are assigned, `urn:uuid:` / relative refere
 conditional references (`Patient?identifier=…`) resolved before anything is written, then every entry
 is written in one database transaction in the spec's order (DELETE, POST, PUT, GET). Any failure rolls
 everything back and the OperationOutcome names the failing entry. A batch runs each entry on its own.
+Every resource is admitted by `app.records`; a POSTed QuestionnaireResponse is scored and its
+Observations extracted in the same database transaction, as on `POST /QuestionnaireResponse`.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from flask import current_app, request
 from app import auth as access
 from app.auth import audit
 from app.errors import FHIRError
-from app.records import admit, after_write, conditional_ids
+from app.records import admit, after_write, conditional_ids, scored
 from app.store.db import Stored, Transaction, instant, new_id
 from app.store.indexing import extract
 
@@ -43,6 +45,7 @@ class Entry:
     index_rows: Any = None
     response: dict = field(default_factory=dict)
     out_resource: Any = None
+    derived: list[dict] = field(default_factory=list)  # Observations extracted from a created response
 
     @property
     def where(self) -> str:
@@ -147,8 +150,19 @@ def _plan(entries: list[Entry], lookups: Lookups) -> None:
         if e.resource is not None and e.method in ("POST", "PUT"):
             resolver.rewrite(e.resource, e.where)
             if e.skip_with is None:
-                admit(e.resource, expected_type=e.res_type, where=f"{e.where}.resource")
-                e.index_rows = extract(e.resource)
+                _admit_entry(e)
+
+
+def _admit_entry(e: Entry) -> None:
+    """Admit the entry's resource; a created QuestionnaireResponse is scored and extracted, as on POST."""
+    assert e.resource is not None and e.res_id is not None
+    where = f"{e.where}.resource"
+    admit(e.resource, expected_type=e.res_type, where=where)
+    if e.method == "POST" and e.res_type == "QuestionnaireResponse":
+        ready = scored(e.resource, where=where)
+        e.resource = ready.response
+        e.derived = ready.observations(e.res_id, where=where)
+    e.index_rows = extract(e.resource)
 
 
 class Lookups:
@@ -334,6 +348,8 @@ def _execute(e: Entry, tx: Transaction) -> None:
         assert e.resource is not None and e.res_id is not None
         e.resource["id"] = e.res_id
         stored = tx.create(e.resource, res_id=e.res_id, known_new=True, index_rows=e.index_rows)
+        for observation in e.derived:
+            tx.create(observation)
         _set_response(e, stored, "201 Created")
     elif e.method == "PUT":
         assert e.resource is not None and e.res_id is not None
@@ -407,8 +423,7 @@ def _batch(entries: list[Entry]) -> list[Entry]:
                 if e.resource is not None:
                     _ReferenceResolver({}, lookups).rewrite(e.resource, e.where)
                     if e.skip_with is None:
-                        admit(e.resource, expected_type=e.res_type, where=f"{e.where}.resource")
-                        e.index_rows = extract(e.resource)
+                        _admit_entry(e)
             with lbp.store.transaction() as tx:
                 lookups.confirm(tx)
                 _execute(e, tx)

@@ -12,8 +12,9 @@ and response shaping stay in `app.fhir`, form handling in `app.web`.
 from __future__ import annotations
 
 from .admission import admit, after_write, check_artifact, conditional_ids
-from .responses import SubmitResult, submit_response
+from .responses import ScoredResponse, SubmitResult, scored, submit_response
 from .writes import Written, conditional_delete, conditional_update, create, delete, update, upsert_all
 
 __all__ = ["admit", "after_write", "check_artifact", "conditional_delete", "conditional_ids", "conditional_update",
-           "create", "delete", "update", "upsert_all", "Written", "SubmitResult", "submit_response"]
+           "create", "delete", "update", "upsert_all", "Written", "ScoredResponse", "SubmitResult", "scored",
+           "submit_response"]

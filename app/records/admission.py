@@ -52,7 +52,7 @@ def admit(
         if res_type in KNOWLEDGE_TYPES:
             check_artifact(resource)
     except FHIRError as err:
-        raise _at(err, where) from None
+        raise at_entry(err, where) from None
     return cast(FHIRJson, resource)
 
 
@@ -121,7 +121,8 @@ def check_artifact(resource: FHIRJson) -> None:
     services().knowledge.check(resource)
 
 
-def _at(err: FHIRError, where: str | None) -> FHIRError:
+def at_entry(err: FHIRError, where: str | None) -> FHIRError:
+    """The error with its expressions rewritten to a bundle entry (`where`), e.g. `Bundle.entry[3].resource`."""
     if where is None:
         return err
     for issue in err.issues:

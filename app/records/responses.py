@@ -15,7 +15,7 @@ from app.reasoning.scoring import complete_response, extract_observations, valid
 from app.reasoning.terminology import TerminologyIndex
 from app.store.db import Stored, Transaction
 
-from .admission import FHIRJson, admit, after_write, conditional_ids, services
+from .admission import FHIRJson, admit, after_write, at_entry, conditional_ids, services
 
 
 @dataclass
@@ -61,6 +61,32 @@ def observations_for(response: FHIRJson, questionnaire: FHIRJson | None, referen
     return extract_observations(questionnaire, response, response_reference=reference, terminology=_terminology())
 
 
+@dataclass
+class ScoredResponse:
+    """A response checked against its Questionnaire, its calculated items filled in, ready to be written."""
+
+    response: FHIRJson
+    questionnaire: FHIRJson | None
+
+    def observations(self, response_id: str, *, where: str | None = None) -> list[FHIRJson]:
+        """The Observations the response yields once stored as QuestionnaireResponse/`response_id`, admitted."""
+        return [admit(obs, where=where) for obs in
+                observations_for(self.response, self.questionnaire, f"QuestionnaireResponse/{response_id}")]
+
+
+def scored(response: FHIRJson, *, where: str | None = None) -> ScoredResponse:
+    """Check a response against its Questionnaire and fill in its scores; FHIRError (at `where`) when invalid."""
+    questionnaire = questionnaire_for(response)
+    try:
+        errors = check(response, questionnaire)
+        if errors:
+            raise FHIRError("required" if any(i.code == "required" for i in errors) else "invalid", errors[0].text,
+                            issues=errors)
+        return ScoredResponse(completed_with_scores(response, questionnaire), questionnaire)
+    except FHIRError as err:
+        raise at_entry(err, where) from None
+
+
 def _existing(if_none_exist: str, tx: Transaction | None = None) -> Stored | None:
     """The response an If-None-Exist query already matches, if any."""
     ids = conditional_ids("QuestionnaireResponse", if_none_exist, tx.conn if tx is not None else None)
@@ -83,12 +109,8 @@ def submit_response(response: Any, *, if_none_exist: str | None = None, res_id: 
         if existing is not None:
             return SubmitResult(existing, [], created=False)
     admit(response, expected_type="QuestionnaireResponse", expected_id=res_id)
-    questionnaire = questionnaire_for(response)
-    errors = check(response, questionnaire)
-    if errors:
-        raise FHIRError("required" if any(i.code == "required" for i in errors) else "invalid", errors[0].text,
-                        issues=errors)
-    response = completed_with_scores(response, questionnaire)
+    ready = scored(response)
+    response = ready.response
     with store.transaction() as tx:
         if if_none_exist:
             existing = _existing(if_none_exist, tx)
@@ -99,10 +121,7 @@ def submit_response(response: Any, *, if_none_exist: str | None = None, res_id: 
         else:
             response.pop("id", None)
             stored = tx.create(response)
-        observations = []
-        for obs in observations_for(response, questionnaire, f"QuestionnaireResponse/{stored.res_id}"):
-            admit(obs)
-            observations.append(tx.create(obs))
+        observations = [tx.create(obs) for obs in ready.observations(stored.res_id)]
         written = list(tx.written)
     after_write(written)
     return SubmitResult(stored, observations, created=True)

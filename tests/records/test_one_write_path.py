@@ -63,3 +63,50 @@ def test_a_written_artifact_is_used_by_the_next_request(fhir, app):
                  "&code=72514-3")
     assert r.status_code == 200
     assert any(p["name"] == "result" and p["valueBoolean"] for p in r.get_json()["parameter"])
+
+
+def _rmdq_case():
+    from pathlib import Path
+
+    scoring = Path(__file__).resolve().parents[1] / "data" / "scoring"
+    case = next(json.loads(p.read_text()) for p in sorted(scoring.glob("*.json"))
+                if "rmdq" in json.loads(p.read_text())["questionnaire"])
+    root = Path(__file__).resolve().parents[2]
+    questionnaire = json.loads((root / "questionnaires" / "Questionnaire-rmdq.json").read_text(encoding="utf-8"))
+    return case, questionnaire
+
+
+def test_a_response_in_a_transaction_is_scored_and_extracted_as_on_post(fhir):
+    case, questionnaire = _rmdq_case()
+    assert fhir.put(f"Questionnaire/{questionnaire['id']}", questionnaire).status_code == 201
+    patient = fhir.create({"resourceType": "Patient"})["id"]
+    response = dict(case["response"], subject={"reference": f"Patient/{patient}"})
+    response.pop("id", None)
+    rest = fhir.post("QuestionnaireResponse", response)
+    bundle = fhir.post("", {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:r1", "resource": response,
+         "request": {"method": "POST", "url": "QuestionnaireResponse"}}]})
+    assert rest.status_code == 201 and bundle.status_code == 200, bundle.get_json()
+    via_bundle = bundle.get_json()["entry"][0]["response"]["location"].split("/_history")[0]
+
+    def total(qr):
+        return next(i["answer"][0]["valueInteger"] for i in qr["item"] if i["linkId"] == "rmdq-total")
+
+    assert total(fhir.get(via_bundle).get_json()) == total(rest.get_json()) == case["expected"]["rmdq-total"]
+    derived_rest = fhir.search(f"Observation?derived-from=QuestionnaireResponse/{rest.get_json()['id']}")
+    derived_bundle = fhir.search(f"Observation?derived-from={via_bundle}")
+    assert derived_rest["total"] == derived_bundle["total"] >= 1
+
+
+def test_an_incomplete_response_refuses_the_whole_transaction(fhir):
+    case, questionnaire = _rmdq_case()
+    assert fhir.put(f"Questionnaire/{questionnaire['id']}", questionnaire).status_code == 201
+    incomplete = dict(case["response"], item=case["response"]["item"][:3])
+    incomplete.pop("id", None)
+    before = fhir.search("Patient?_summary=count")["total"]
+    r = fhir.post("", {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}},
+        {"resource": incomplete, "request": {"method": "POST", "url": "QuestionnaireResponse"}}]})
+    assert r.status_code == 400 and r.get_json()["issue"][0]["code"] == "required"
+    assert all(e.startswith("Bundle.entry[1].resource") for e in r.get_json()["issue"][0]["expression"])
+    assert fhir.search("Patient?_summary=count")["total"] == before
