@@ -16,7 +16,7 @@ from flask import Flask, current_app, g, request
 from app.errors import FHIRError
 from app.store.db import KNOWLEDGE_TYPES
 
-from .client_jwt import ClientJWTVerifier, ReplayCache
+from .client_jwt import MAX_TOKEN_BYTES, ClientJWTVerifier, ReplayCache
 from .clients import ClientRegistry
 from .scopes import PERMISSION, Scopes
 from .tokens import AuthError, Principal, TokenService
@@ -79,6 +79,8 @@ def authenticate() -> Principal | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise unauthorized("invalid_request", "Authorization must be a Bearer token")
+    if len(token) > MAX_TOKEN_BYTES:
+        raise unauthorized("invalid_token", "The access token is too long")
     try:
         g.principal = auth().tokens.principal(token.strip())
     except AuthError as err:

@@ -302,3 +302,8 @@ def test_start_up_on_a_read_only_database_fails_with_one_clear_line(tmp_path, ca
     assert exit_info.value.code == 3
     lines = [r.getMessage() for r in caplog.records if r.levelname == "CRITICAL"]
     assert len(lines) == 1 and "read-only" in lines[0]
+
+
+def test_an_oversized_bearer_token_is_refused_before_it_is_decoded(app):
+    r = app.test_client().get("/fhir/Patient", headers={"Authorization": "Bearer " + "a" * 20_000})
+    assert r.status_code == 401
