@@ -461,7 +461,7 @@ def _respond(entries: list[Entry], kind: str):
         if isinstance(e.out_resource, Stored):
             entry["fullUrl"] = f"{base}/{e.out_resource.res_type}/{e.out_resource.res_id}"
             if representation or e.method == "GET":
-                entry["resource"] = orjson.Fragment(e.out_resource.content)  # as stored: exact decimals
+                entry["resource"] = orjson.Fragment(e.out_resource.content or b"null")  # as stored: exact decimals
         elif isinstance(e.out_resource, (bytes, bytearray)):
             entry["resource"] = orjson.loads(e.out_resource)
         entry["response"] = e.response

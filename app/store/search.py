@@ -8,8 +8,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import and_, false, func, literal, not_, or_, select, true
+from sqlalchemy import Text, and_, cast, false, func, literal, not_, or_, select, true
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -440,7 +441,7 @@ def execute(
             order.extend(_sort_key(req, store, key, desc))
         order.append(r.res_id)
         rows = c.execute(
-            select(r.res_id, r.version, r.last_updated, r.content, r.rid)
+            select(r.res_id, r.version, r.last_updated, _content(store), r.rid)
             .where(*conds)
             .order_by(*order)
             .limit(req.count)
@@ -450,6 +451,12 @@ def execute(
                    for row in rows]
         included = _includes(store, req, matches, c) if (req.include or req.revinclude) and matches else []
     return SearchResult(total, matches, included)
+
+
+def _content(store: Store) -> Any:
+    """The stored JSON as text: PostgreSQL's jsonb keeps a decimal's digits (1.50); a parsed dict would not."""
+    column = schema.resources.c.content
+    return cast(column, Text) if store.dialect == "postgresql" else column
 
 
 def _includes(store: Store, req: SearchRequest, matches: list[Stored], c: Connection) -> list[Stored]:
@@ -474,7 +481,7 @@ def _includes(store: Store, req: SearchRequest, matches: list[Stored], c: Connec
         if sum(len(v) for v in wanted.values()) > req.max_included:
             raise _too_many_included(req)
     out: list[Stored] = []
-    cols = (r.res_type, r.res_id, r.version, r.last_updated, r.content)
+    cols = (r.res_type, r.res_id, r.version, r.last_updated, _content(store))
     for t, id_set in wanted.items():
         for row in c.execute(
             select(*cols).where(r.res_type == t, r.res_id.in_(sorted(id_set)), r.deleted.is_(False))
