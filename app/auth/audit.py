@@ -138,12 +138,14 @@ def add_entities(*refs: str) -> None:
     note().entities.extend(refs)
 
 
-def add_query(res_type: str, query: str, matched: list[str]) -> None:
-    """A conditional lookup (conditional reference, ifNoneExist, conditional update/delete) and what it matched."""
+def add_query(res_type: str, query: str, matched: list[str], patients: list[str] | None = None) -> None:
+    """A conditional lookup (conditional reference, ifNoneExist, conditional update/delete), what it matched
+    and the patients those are about: the lookup is found under each of them."""
     n = note()
     n.sensitive = True
     n.queries.append((res_type, query))
     n.entities.extend(f"{res_type}/{i}" for i in matched[:MAX_ENTITIES])
+    n.entities.extend((patients or [])[:MAX_ENTITIES])
 
 
 def record_token_refusal(error: str, status: int) -> None:

@@ -177,7 +177,13 @@ class Lookups:
         key = (res_type, query)
         if key not in self.made:
             self.made[key] = conditional_ids(res_type, query, self.conn)
-            audit.add_query(res_type, query, self.made[key])  # audited under what it matched, found or not
+            patients: list[str] = []
+            if res_type != "Patient":  # audited under the patients of what it matched, too
+                for res_id in self.made[key]:
+                    stored = current_app.extensions["lbp"].store.read(res_type, res_id, self.conn)
+                    if stored is not None and stored.content is not None and not stored.deleted:
+                        patients.extend(audit.patient_refs(stored.resource()))
+            audit.add_query(res_type, query, self.made[key], patients)
         return self.made[key]
 
     def read(self, res_type: str, res_id: str) -> Stored | None:

@@ -307,3 +307,19 @@ def test_start_up_on_a_read_only_database_fails_with_one_clear_line(tmp_path, ca
 def test_an_oversized_bearer_token_is_refused_before_it_is_decoded(app):
     r = app.test_client().get("/fhir/Patient", headers={"Authorization": "Bearer " + "a" * 20_000})
     assert r.status_code == 401
+
+
+def test_conditional_lookup_of_another_type_is_audited_under_its_patient(app, client):
+    pid = _patient(client)
+    r = _post(client, "Observation", {"resourceType": "Observation", "status": "final", "code": {"text": "pain"},
+                                      "identifier": [{"system": "urn:x", "value": "obs-1"}],
+                                      "subject": {"reference": f"Patient/{pid}"}})
+    assert r.status_code == 201
+    r = _post(client, "", {"resourceType": "Bundle", "type": "transaction", "entry": [{
+        "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "pain"},
+                     "subject": {"reference": f"Patient/{pid}"}},
+        "request": {"method": "POST", "url": "Observation", "ifNoneExist": "identifier=urn:x|obs-1"}}]})
+    assert r.status_code == 200
+    events = _audit_events(app, entity=f"Patient/{pid}")
+    queries = [base64.b64decode(e["query"]).decode() for ev in events for e in ev.get("entity", []) if "query" in e]
+    assert "identifier=urn:x|obs-1" in queries
