@@ -120,5 +120,6 @@ def pytest_terminal_summary(terminalreporter):
     module = next((m for name, m in list(sys.modules.items()) if name.endswith("test_generated_input")), None)
     counts = getattr(module, "COUNTS", None)
     if counts:
-        terminalreporter.write_line(f"generated bad input: {sum(counts.values())} requests, 0 answers >= 500 "
+        errors = sum(getattr(module, "SERVER_ERRORS", {}).values())
+        terminalreporter.write_line(f"generated bad input: {sum(counts.values())} requests, {errors} answers >= 500 "
                                     f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")

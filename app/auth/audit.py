@@ -171,6 +171,7 @@ def _claimed_client() -> str:
 
 
 FLUSH_SECONDS = 0.1
+RETRY_SECONDS = 5.0
 
 
 class _Ticket:
@@ -228,7 +229,8 @@ class AuditWriter:
         return ticket.ok
 
     def _run(self) -> None:
-        while not self._wake.wait(FLUSH_SECONDS):
+        # after a failed write (full disk, read-only database) retry every few seconds, not ten times a second
+        while not self._wake.wait(FLUSH_SECONDS if self.last_error is None else RETRY_SECONDS):
             if not self.flush():
                 with self._lock:
                     if not self._pending:
