@@ -79,6 +79,12 @@ class Knowledge:
             self._lock.release()
 
     @property
+    def _by_url(self) -> dict[str, dict]:
+        """The current snapshot's artifacts by canonical URL (and url|version); empty before the first load."""
+        snapshot = self._snapshot
+        return snapshot.by_url if snapshot is not None else {}
+
+    @property
     def base(self) -> Any:
         self.refresh()
         snapshot = self._snapshot
