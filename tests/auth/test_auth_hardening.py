@@ -238,6 +238,8 @@ def test_client_assertion_without_iat_or_with_a_huge_jti_is_refused(app):
     no_iat = jwt.encode({"iss": "aud-client", "sub": "aud-client", "aud": TOKEN_URL, "exp": now + 60,
                          "jti": uuid.uuid4().hex}, key, algorithm="ES384", headers={"kid": kid})
     assert _token_post(app, no_iat).status_code == 401
+    # exp is within 5 minutes of now, but the assertion claims to live 6 minutes
+    assert _token_post(app, _assertion(pem, TOKEN_URL, iat=now - 240, exp=now + 120)).status_code == 401
     assert _token_post(app, _assertion(pem, TOKEN_URL, jti="j" * 200_000)).status_code == 401
     assert _token_post(app, _assertion(pem, TOKEN_URL, jti="k" * 300)).status_code == 401
     with app.extensions["lbp"].store.engine.connect() as c:
