@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from app.errors import FHIRError
+from app.errors import FHIRError, Issue
 
 log = logging.getLogger("lbp.cds")
 
@@ -213,6 +213,7 @@ def resolve(
     if batch and len(wanted) > 1:
         fetched = _fetch_batch(server, wanted, token, timeout, until)
         if fetched is not None:
+            check_fetched(fetched)
             out.update(fetched)
             return out
     futures = {key: _pool.submit(_fetch, server, query, token, timeout, until) for key, query in wanted.items()}
@@ -236,4 +237,17 @@ def resolve(
             failed.append(key)
     if failed:
         raise precondition(f"prefetch {', '.join(sorted(failed))} could not be fetched from fhirServer", failed[0])
+    check_fetched({key: out[key] for key in wanted})
     return out
+
+
+def check_fetched(fetched: Mapping[str, Any]) -> None:
+    """What the fhirServer answered is checked like a sent prefetch; an invalid resource makes the call a 412."""
+    from app.cds.requests import check_prefetch_values
+
+    try:
+        check_prefetch_values(fetched, "fetched from fhirServer")
+    except FHIRError as err:
+        raise FHIRError("precondition", f"the fhirServer answered with an invalid resource: {err.issues[0].text}",
+                        status=412, issues=[Issue("error", "processing", i.text, i.expression)
+                                            for i in err.issues]) from None

@@ -59,18 +59,36 @@ def check_hook_request(body: Mapping[str, Any], hook: str) -> None:
             _check_bundle(drafts, "context.draftOrders", problem, budget)
         prefetch = body.get("prefetch")
         if isinstance(prefetch, Mapping):
-            for key, value in prefetch.items():
-                if value is None:
-                    continue
-                where = f"prefetch.{key}"
-                if not isinstance(value, Mapping):
-                    problem("a prefetched value must be a FHIR resource or null", where)
-                elif value.get("resourceType") == "Bundle":
-                    _check_bundle(value, where, problem, budget)
-                else:
-                    _check_resource(value, where, problem, budget)
+            _check_prefetch(prefetch, problem, budget)
     if issues:
         raise FHIRError("invalid", issues[0].text, issues=issues)
+
+
+def check_prefetch_values(values: Mapping[str, Any], source: str) -> None:
+    """The same checks for prefetch values the service fetched itself (FHIRError 400 naming each problem)."""
+    if not current_app.config.get("CDS_VALIDATE_REQUESTS", True):
+        return
+    issues: list[Issue] = []
+
+    def problem(text: str, where: str) -> None:
+        issues.append(Issue("error", "invalid", f"{text} ({source})", [where]))
+
+    _check_prefetch(values, problem, [MAX_VALIDATED])
+    if issues:
+        raise FHIRError("invalid", issues[0].text, issues=issues)
+
+
+def _check_prefetch(prefetch: Mapping[str, Any], problem, budget: list[int]) -> None:
+    for key, value in prefetch.items():
+        if value is None:
+            continue
+        where = f"prefetch.{key}"
+        if not isinstance(value, Mapping):
+            problem("a prefetched value must be a FHIR resource or null", where)
+        elif value.get("resourceType") == "Bundle":
+            _check_bundle(value, where, problem, budget)
+        else:
+            _check_resource(value, where, problem, budget)
 
 
 def _check_bundle(bundle: Mapping[str, Any], where: str, problem, budget: list[int]) -> None:

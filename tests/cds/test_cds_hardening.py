@@ -36,6 +36,10 @@ class FakeFHIR:
             body: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "entry": []}
             if "/Patient/" in environ["PATH_INFO"]:
                 body = {"resourceType": "Patient", "id": environ["PATH_INFO"].rsplit("/", 1)[-1]}
+            elif self.mode == "invalid" and "/Condition" in environ["PATH_INFO"]:
+                body["entry"] = [{"resource": {"resourceType": "Condition", "id": "c1",
+                                               "subject": {"reference": "Patient/clean"},
+                                               "onsetDateTime": "last spring"}, "search": {"mode": "match"}}]
             elif self.other_origin:
                 body["link"] = [{"relation": "next", "url": f"{self.other_origin}/collect?page=2"}]
             data = orjson.dumps(body)
@@ -204,3 +208,14 @@ def test_a_malformed_prefetched_resource_is_a_400_naming_it(cds):
     assert r.status_code == 400
     expressions = [e for issue in r.get_json()["issue"] for e in issue.get("expression", [])]
     assert "prefetch.condition.entry[0].resource.onsetDateTime" in expressions
+
+
+def test_an_invalid_resource_from_the_fhir_server_is_a_412_naming_it(cds):
+    fake = FakeFHIR("invalid")
+    try:
+        r = cds.post(PV, _fetching("clean", f"{fake.base}/fhir"))
+        assert r.status_code == 412
+        expressions = [e for issue in r.get_json()["issue"] for e in issue.get("expression", [])]
+        assert "prefetch.condition.entry[0].resource.onsetDateTime" in expressions
+    finally:
+        fake.close()
