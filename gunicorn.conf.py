@@ -14,7 +14,8 @@ loglevel = os.environ.get("LOG_LEVEL", "info")
 # The master imports app.wsgi (create_app: knowledge loaded and compiled, CDS services built) before it
 # forks any worker, so every worker, including one started after a crash, a kill or a SIGHUP, is ready
 # when it takes its first request: none answers from half-loaded knowledge, and the first request is as
-# fast as a warm one. On SIGHUP the master loads the new application while the old workers keep serving.
+# fast as a warm one. SIGHUP forks fresh workers from the loaded application (a code change needs a full
+# restart); knowledge written later reaches every worker through the knowledge epoch, as before.
 preload_app = True
 
 
