@@ -101,6 +101,7 @@ def main() -> None:
     issuers.write_text(json.dumps({"issuers": [{"iss": ISSUER, "jwks": keys.jwks()}]}))
     db = f"sqlite:///{tmp / 'cds.db'}"
     env = {"LBP_CDS_TRUSTED_ISSUERS_FILE": str(issuers), "LBP_CDS_BENCH_FLOOR": "true",
+           "LBP_CDS_ALLOW_LOCAL_FHIR_SERVER": "true",  # the fhirServer below is this machine
            "LBP_CDS_TODAY": TODAY.isoformat(), "LBP_VALIDATE_WRITES": "false"}
     with Server(db, workers=args.workers, threads=args.threads, env=env, load_artifacts=True) as srv:
         fhir_token = srv.token("system/*.cruds")
