@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from app.store.db import KNOWLEDGE_TYPES, Store
+from app.validation import register_extension_definitions
 
 EPOCH_CHECK_SECONDS = 0.5
 log = logging.getLogger("lbp")
@@ -46,6 +47,8 @@ class Knowledge:
                     by_url[url] = resource
                     if resource.get("version"):
                         by_url[f"{url}|{resource['version']}"] = resource
+            # extension definitions written since start-up are checked like the shipped ones
+            register_extension_definitions(r for r in resources if r.get("resourceType") == "StructureDefinition")
             self._base = _build_base(resources)
             self._by_url = by_url
             self._epoch = epoch
