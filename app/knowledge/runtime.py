@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 from app.store.db import KNOWLEDGE_TYPES, Store
-from app.validation import register_extension_definitions
 
 EPOCH_CHECK_SECONDS = 0.5
 log = logging.getLogger("lbp")
@@ -47,8 +46,6 @@ class Knowledge:
                     by_url[url] = resource
                     if resource.get("version"):
                         by_url[f"{url}|{resource['version']}"] = resource
-            # extension definitions written since start-up are checked like the shipped ones
-            register_extension_definitions(r for r in resources if r.get("resourceType") == "StructureDefinition")
             self._base = _build_base(resources)
             self._by_url = by_url
             self._epoch = epoch
@@ -94,7 +91,10 @@ class Knowledge:
 def _build_base(resources: list[dict]) -> Any:
     from app.errors import FHIRError
     from app.reasoning.knowledge import KnowledgeBase
+    from app.validation import register_extension_definitions
 
+    # extension definitions written since start-up are checked like the shipped ones
+    register_extension_definitions(r for r in resources if r.get("resourceType") == "StructureDefinition")
     kb = KnowledgeBase()
     try:
         kb.add_all(resources)
