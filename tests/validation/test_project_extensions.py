@@ -151,3 +151,22 @@ def test_lbp_validate_reports_no_unknown_project_extension_in_the_artifacts(caps
     assert "Unknown extension https://lbp-pathway.org" not in out
     assert not re.search(r"The extension https://lbp-pathway\.org\S+ (is not allowed|takes|may appear)", out)
     assert re.search(r"\d+ files, 0 errors, \d+ warnings", out)
+
+
+def test_an_extension_definition_written_to_the_server_is_checked_from_then_on(client):
+    from tests.conftest import FHIR
+
+    url = "https://lbp-pathway.org/fhir/StructureDefinition/written-later"
+    sd = {"resourceType": "StructureDefinition", "id": "written-later", "text": NARRATIVE, "url": url,
+          "name": "WrittenLater", "status": "draft", "kind": "complex-type", "abstract": False,
+          "context": [{"type": "element", "expression": "Patient"}], "type": "Extension",
+          "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Extension", "derivation": "constraint",
+          "differential": {"element": [
+              {"id": "Extension", "path": "Extension", "max": "1"},
+              {"id": "Extension.url", "path": "Extension.url", "fixedUri": url},
+              {"id": "Extension.value[x]", "path": "Extension.value[x]", "type": [{"code": "boolean"}]}]}}
+    assert client.put("/fhir/StructureDefinition/written-later", json=sd, content_type=FHIR).status_code in (200, 201)
+    patient = {"resourceType": "Patient", "text": NARRATIVE, "extension": [{"url": url, "valueString": "yes"}]}
+    r = client.post("/fhir/Patient/$validate", json=patient, content_type=FHIR)
+    texts = [i.get("diagnostics", "") + i.get("details", {}).get("text", "") for i in r.get_json()["issue"]]
+    assert any(f"The extension {url} takes a value of type boolean, not string" in t for t in texts), texts
