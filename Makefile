@@ -10,7 +10,7 @@ SHARED ?= ../shared
 help:
 	@echo "make run          set up and start the server on http://127.0.0.1:$(PORT)/fhir (SQLite under ./var/)"
 	@echo "make test         set up and run the test suite"
-	@echo "make lint         ruff (app, tests, bench) and mypy (configured in pyproject.toml: strict for app/records)"
+	@echo "make lint         ruff (app, tests, bench) and mypy (configured in pyproject.toml: strict for app/records, app/reasoning, app/fhirpath)"
 	@echo "make bench        run the benchmarks in bench/ (needs $(SHARED)/data)"
 	@echo "make conformance  validate every official FHIR R4 example (needs $(SHARED)/data)"
 

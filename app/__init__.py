@@ -148,6 +148,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         log.info("%s %s %s %.1fms", request.method, rule, response.status_code, elapsed)
         return response
 
+    from app.knowledge.loader import register_shipped_extensions
+
+    # before any artifact is validated, loaded here or written later (also when another process loaded them)
+    register_shipped_extensions(app.config["ARTIFACT_DIRS"])
     if app.config["LOAD_ARTIFACTS"]:
         from app.knowledge.loader import load_directories
 

@@ -1,4 +1,7 @@
-"""A small server-rendered SVG line chart (clinician page and indicator reports) of scores over time (NRS 0–10, RMDQ 0–24): no script, no library."""
+"""A small server-rendered SVG line chart of scores over time (NRS 0–10, RMDQ 0–24): no script, no library.
+
+Shared by the clinician page and the indicator reports.
+"""
 from __future__ import annotations
 
 from datetime import date

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import bz2
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -243,13 +244,23 @@ def _resources_in(path: Path) -> Iterator[tuple[str, dict]]:
     yield (str(path), doc)
 
 
+WARNING_EXAMPLES = 3  # locations shown per kind of warning, unless --all-warnings
+
+
+def _warning_kind(message: str) -> str:
+    """A warning's message without what varies between its occurrences (quoted values, numbers), to group by."""
+    return re.sub(r"'[^']*'|\"[^\"]*\"|(?<![\w-])\d+(\.\d+)?\b", "…", message)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    from app.validation import validate_resource
+    """Errors in full, one line each; warnings grouped by kind with a count and the first few locations."""
+    from app.validation import register_extension_definitions, validate_resource
 
     files: list[Path] = []
     for p in map(Path, args.paths):
         files.extend(sorted(p.rglob("*.json")) if p.is_dir() else [p])
-    errors = warnings = 0
+    errors = 0
+    warnings: dict[str, list[str]] = {}
     resources = []
     for path in files:
         try:
@@ -258,21 +269,38 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"{path}: error: not readable JSON ({exc})")
             errors += 1
             continue
-        for name, resource in items:
-            resources.append(resource)
-            issues = validate_resource(resource, check_rules=True)
-            for issue in issues:
-                where = ", ".join(issue.expression) or resource.get("resourceType", "?")
-                print(f"{name}: {issue.severity}: {where}: {issue.text}")
-                errors += issue.is_error
-                warnings += issue.severity == "warning"
+        resources.extend(items)
+    # the extension definitions among the files first: the other files' extensions are checked against them
+    register_extension_definitions(r for _, r in resources)
+
+    def report(severity: str, name: str, where: str, message: str) -> None:
+        nonlocal errors
+        if severity in ("error", "fatal"):
+            print(f"{name}: {severity}: {where}: {message}")
+            errors += 1
+        elif severity == "warning":
+            warnings.setdefault(message if args.all_warnings else _warning_kind(message), []).append(
+                f"{name}: {where}" + (f": {message}" if not args.all_warnings else ""))
+
+    for name, resource in resources:
+        for issue in validate_resource(resource, check_rules=True):
+            report(issue.severity, name, ", ".join(issue.expression) or resource.get("resourceType", "?"), issue.text)
     from app.knowledge.check import check_artifacts
 
-    for finding in check_artifacts(resources):  # the static analysis of every FHIRPath, in its place
-        print(f"{finding.artifact}: {finding.severity}: {finding.element}: {finding.message}: {finding.expression}")
-        errors += finding.severity == "error"
-        warnings += finding.severity == "warning"
-    print(f"{len(files)} files, {errors} errors, {warnings} warnings")
+    for finding in check_artifacts([r for _, r in resources]):  # the static analysis of every FHIRPath
+        report(finding.severity, finding.artifact, finding.element, f"{finding.message}: {finding.expression}")
+    total = sum(len(v) for v in warnings.values())
+    for kind, places in sorted(warnings.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        if args.all_warnings:
+            for place in places:
+                print(f"{place}: warning: {kind}")
+            continue
+        print(f"warning ({len(places)}x): {kind}")
+        for place in places[:WARNING_EXAMPLES]:
+            print(f"    {place}")
+        if len(places) > WARNING_EXAMPLES:
+            print(f"    … {len(places) - WARNING_EXAMPLES} more (--all-warnings lists every one)")
+    print(f"{len(files)} files, {errors} errors, {total} warnings")
     return 1 if errors else 0
 
 
@@ -425,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("validate", help="validate resource files; exit status 1 on errors")
     p.add_argument("paths", nargs="+")
+    p.add_argument("--all-warnings", action="store_true", help="list every warning, not a few per kind")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("export", help="a Bundle of the stored knowledge artifacts")

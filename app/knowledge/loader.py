@@ -30,6 +30,21 @@ def artifact_files(dirs: list[str]) -> list[Path]:
     return files
 
 
+def register_shipped_extensions(dirs: list[str]) -> list[str]:
+    """Register the extension StructureDefinitions of the artifact folders (files `StructureDefinition-*.json`)
+    with the validator, so that it checks the project's extensions as it checks core ones; their URLs."""
+    from app.validation import register_extension_definitions
+
+    definitions = []
+    for d in dirs:
+        for path in sorted(Path(d).glob("StructureDefinition-*.json")) if Path(d).is_dir() else []:
+            try:
+                definitions.append(orjson.loads(path.read_bytes()))
+            except orjson.JSONDecodeError:
+                continue  # reported by load_directories as not JSON
+    return register_extension_definitions(definitions)
+
+
 def _same(stored: dict, resource: dict) -> bool:
     a = {k: v for k, v in stored.items() if k != "meta"}
     b = {k: v for k, v in resource.items() if k != "meta"}

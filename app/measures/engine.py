@@ -15,13 +15,20 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
 from app.errors import FHIRError, Issue
-from app.reasoning import CompiledExpression, compile_expression, evaluate_features, patient_context, to_json
+from app.reasoning import (
+    CompiledExpression,
+    FeatureValues,
+    compile_expression,
+    evaluate_features,
+    patient_context,
+    to_json,
+)
 from app.reasoning.features import needed_features
 
 BASE = "https://lbp-pathway.org/fhir"
@@ -132,15 +139,15 @@ def compile_measure(measure: Mapping[str, Any]) -> CompiledMeasure:
         if "initial-population" not in pops:
             raise FHIRError("invalid", f"Measure/{mid}: group {gi} has no initial-population",
                             f"Measure.group[{gi}]")
-        stratifiers = []
+        stratifiers: list[tuple[str, dict[str, Any], CompiledExpression | None]] = []
         for si, s in enumerate(group.get("stratifier") or []):
             code = (s.get("code") or {}).get("text") or next(
                 (c.get("code") for c in (s.get("code") or {}).get("coding", [])), f"stratifier-{si}")
             crit = s.get("criteria")
-            compiled = (compile_expression(crit["expression"], artifact=f"Measure/{mid}",
-                                           path=f"Measure.group[{gi}].stratifier[{si}].criteria")
-                        if crit else None)
-            stratifiers.append((code, s.get("code") or {"text": code}, compiled))
+            criterion = (compile_expression(crit["expression"], artifact=f"Measure/{mid}",
+                                            path=f"Measure.group[{gi}].stratifier[{si}].criteria")
+                         if crit else None)
+            stratifiers.append((code, s.get("code") or {"text": code}, criterion))
         groups.append(CompiledGroup(
             id=group.get("id") or f"group-{gi}", description=group.get("description", ""), code=group.get("code"),
             populations=pops, observation=observation, stratifiers=stratifiers, target=_ext(group, TARGET)))
@@ -223,14 +230,14 @@ def _clinical_date(r: Mapping[str, Any]) -> str | None:
     return None
 
 
-def record_as_of(resources: Iterable[Mapping[str, Any]], day: date) -> list[dict[str, Any]]:
+def record_as_of(resources: Iterable[dict[str, Any]], day: date) -> list[dict[str, Any]]:
     """Resources dated on or before `day` (undated ones, like the Patient, are kept)."""
     limit = day.isoformat()
     out = []
     for r in resources:
         d = _clinical_date(r)
         if d is None or d <= limit:
-            out.append(r)  # type: ignore[arg-type]
+            out.append(r)
     return out
 
 
@@ -331,11 +338,11 @@ class MeasureEvaluator:
             return None
         return values[0] if len(values) == 1 else None
 
-    def _tally_feature_issues(self, fv: Any) -> None:
+    def _tally_feature_issues(self, fv: FeatureValues) -> None:
         for issue in fv.issues:
             if issue.severity in ("error", "fatal"):
                 # The message up to the exception text: the names of Library and feature, never record values.
-                self.tally.add("error", issue.message.split(" (")[0])
+                self.tally.add("error", issue.text.split(" (")[0])
 
     def evaluate(self, record: list[dict[str, Any]]) -> dict[str, SubjectResult]:
         """measure id -> the patient's result, for the Measures whose period and variant hold the patient."""
@@ -388,11 +395,11 @@ class MeasureEvaluator:
                     value = self._value(fv, g.observation, label)
                     obs = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
                 strata = {}
-                for code, _, compiled in g.stratifiers:
-                    if compiled is None:
+                for code, _, criterion in g.stratifiers:
+                    if criterion is None:
                         strata[code] = placed.name if placed else UNKNOWN_STRATUM
                     else:
-                        value = self._value(fv, compiled, label)
+                        value = self._value(fv, criterion, label)
                         strata[code] = str(value) if value not in (None, "") else UNKNOWN_STRATUM
                 groups[g.id] = GroupResult(pops, obs, strata)
             out[m.id] = SubjectResult(str(patient.get("id")), placed.name if placed else None, index_date,
@@ -652,7 +659,7 @@ def measures_for_variant(kb: Any, variant: str) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: r.get("id", ""))
 
 
-def evaluate_measures(kb: Any, measures: list[Mapping[str, Any]], records: Iterable[list[dict[str, Any]]],
+def evaluate_measures(kb: Any, measures: Sequence[Mapping[str, Any]], records: Iterable[list[dict[str, Any]]],
                       period: Period, *, variant: str | None = None, as_of: date | None = None,
                       practitioner: str | None = None, keep_members: bool = False
                       ) -> tuple[MeasureEvaluator, list[MeasureAccumulator]]:

@@ -88,8 +88,9 @@ def translated(resource: dict[str, Any], element: str, lang: str) -> str:
         if ext.get("url") == TRANSLATION:
             parts = {e.get("url"): next((v for k, v in e.items() if k.startswith("value")), None)
                      for e in ext.get("extension", [])}
-            if parts.get("lang") == lang and parts.get("content"):
-                return parts["content"]
+            content = parts.get("content")
+            if parts.get("lang") == lang and content and isinstance(content, str):
+                return content
     return text
 
 
@@ -198,7 +199,7 @@ class VariantReport:
     lang: str = "en"  # language of the indicator titles
 
     def issues(self) -> list[str]:
-        return [i.message for i in self.evaluator.tally.issues()]
+        return [i.text for i in self.evaluator.tally.issues()]
 
 
 def build_report(kb: Any, records, *, variant: str, period: engine.Period, as_of: date | None = None,

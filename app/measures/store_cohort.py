@@ -15,6 +15,14 @@ from app.store.record import PATIENT_PARAMS, RECORD_TYPES
 BATCH = 500  # patients per round trip: bounded memory whatever the cohort's size
 
 
+def _resource(content: Any) -> dict[str, Any]:
+    data = _load_content(content)
+    if data is None:  # only a deleted version has no content, and deleted ones are not selected
+        raise ValueError("a current resource version without content")
+    resource: dict[str, Any] = orjson.loads(data)
+    return resource
+
+
 def patient_ids(store: Store) -> list[str]:
     r = schema.resources.c
     with store.engine.connect() as conn:
@@ -30,7 +38,7 @@ def cohort_records(store: Store, ids: list[str] | None = None) -> Iterator[list[
         for start in range(0, len(ids), BATCH):
             chunk = ids[start:start + BATCH]
             patients = {
-                res_id: orjson.loads(_load_content(content))
+                res_id: _resource(content)
                 for res_id, content in conn.execute(
                     select(r.res_id, r.content).where(r.res_type == "Patient", r.res_id.in_(chunk),
                                                       r.deleted.is_(False)))
@@ -42,7 +50,7 @@ def cohort_records(store: Store, ids: list[str] | None = None) -> Iterator[list[
             by_patient: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
             for target, rid, content in conn.execute(owned):
                 if rid not in by_patient[target]:  # a resource indexed under both patient and subject
-                    by_patient[target][rid] = orjson.loads(_load_content(content))
+                    by_patient[target][rid] = _resource(content)
             for pid in chunk:
                 if pid in patients:
                     yield [patients[pid], *by_patient.get(pid, {}).values()]

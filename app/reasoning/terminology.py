@@ -10,7 +10,7 @@ application may replace from its configuration (see `TerminologyIndex(prefix_fam
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -205,7 +205,7 @@ class TerminologyIndex:
         # a race only computes an answer twice)
         self._memo: dict[tuple[str, str | None, str], bool] = {}
         self._keys: dict[tuple[str, str], tuple[str, str]] = {}
-        self._matchers: dict[str, Any] = {}
+        self._matchers: dict[str, Callable[[Any], bool | None]] = {}
         self._codesystems: dict[str, _CodeSystem] = {}
         self._valuesets: dict[str, _ValueSet] = {}
         resources = list(resources)
@@ -540,9 +540,10 @@ class TerminologyIndex:
     def contains_code(self, canonical: str, code: str) -> bool:
         """A bare code (FHIRPath `code`/`string`): a member under any system the ValueSet draws from."""
         vs = self._require_valueset(canonical)
-        systems = {r.system_key for r in vs.includes if r.system_key is not None} | set(vs.fast_in)
+        systems: set[str | None] = {r.system_key for r in vs.includes if r.system_key is not None}
+        systems.update(vs.fast_in)
         for key in systems or {None}:
-            if key in self.prefix_families:
+            if key is not None and key in self.prefix_families:
                 norm = re.sub(r"[\s.]", "", code).upper()
                 # a bare code carries no system: 'DM545' is the SKS form of M54.5 (no ICD-10 code starts
                 # with a letter pair), so each of the family's markers is tried as well
@@ -554,7 +555,7 @@ class TerminologyIndex:
                 return True
         return False
 
-    def matcher(self, canonical: str):
+    def matcher(self, canonical: str) -> Callable[[Any], bool | None]:
         """A membership test for one ValueSet (memberOf on any input), built once per ValueSet."""
         found = self._matchers.get(canonical)
         if found is not None:
@@ -638,7 +639,7 @@ class TerminologyIndex:
             params.append({"name": "count", "valueInteger": count})
         if offset:
             params.append({"name": "offset", "valueInteger": offset})
-        out = {
+        out: dict[str, Any] = {
             key: vs.resource[key]
             for key in ("id", "url", "version", "name", "title", "status", "language")
             if key in vs.resource

@@ -21,9 +21,11 @@ from app.store import jsonio
 from . import schema
 from .indexing import IndexRows, extract, registry
 
-KNOWLEDGE_TYPES = frozenset(
-    {"PlanDefinition", "ActivityDefinition", "Questionnaire", "ValueSet", "CodeSystem", "Library", "Measure"}
-)
+# the artifacts (StructureDefinition: the project's extension definitions), public where knowledge is
+KNOWLEDGE_TYPES = frozenset({
+    "PlanDefinition", "ActivityDefinition", "Questionnaire", "ValueSet", "CodeSystem", "Library", "Measure",
+    "StructureDefinition",
+})
 
 
 def now_epoch() -> float:

@@ -51,6 +51,7 @@ from typing import Any
 from app.errors import Issue
 
 from .compiler import compiled
+from .extensions import register_extension_definitions
 from .invariants import rule_issues
 from .models import SCHEMA_ONLY_TYPES, model_issues
 from .walker import Walker
@@ -59,6 +60,7 @@ __all__ = [
     "MODES",
     "SCHEMA_ONLY_TYPES",
     "VALIDATION_LEVELS",
+    "register_extension_definitions",
     "validate_at_level",
     "validate_resource",
     "warm_up",

@@ -130,7 +130,7 @@ def _extension(sd: dict[str, Any]) -> dict[str, Any]:
     """What the validator needs of one extension definition."""
     elements = sd["snapshot"]["element"]
     root = elements[0]
-    value = next((e for e in elements if e["id"] == "Extension.value[x]"), {})
+    value: dict[str, Any] = next((e for e in elements if e["id"] == "Extension.value[x]"), {})
     out: dict[str, Any] = {
         "context": [[c["type"], c["expression"]] for c in sd.get("context", [])],
         "min": root.get("min", 0),
@@ -147,7 +147,7 @@ def _extension(sd: dict[str, Any]) -> dict[str, Any]:
             continue
         prefix = element["id"]
         url = next((e.get("fixedUri") for e in elements if e["id"] == f"{prefix}.url"), slice_name)
-        child_value = next((e for e in elements if e["id"] == f"{prefix}.value[x]"), {})
+        child_value: dict[str, Any] = next((e for e in elements if e["id"] == f"{prefix}.value[x]"), {})
         children[url] = {
             "min": element.get("min", 0),
             "max": element.get("max", "*"),

@@ -33,7 +33,8 @@ SELF_CONTAINED = frozenset({"document", "message"})
 def bundle_rule_issues(bundle: dict[str, Any], expr: str, references: list[tuple[str, str]]) -> list[Issue]:
     """`references`: (location, Reference.reference) of every reference inside this Bundle's entries."""
     issues: list[Issue] = []
-    entries = bundle.get("entry") if type(bundle.get("entry")) is list else []
+    raw = bundle.get("entry")
+    entries: list[Any] = raw if type(raw) is list else []
     bundle_type = bundle.get("type")
     full_urls: set[str] = set()
     by_type_id: set[str] = set()

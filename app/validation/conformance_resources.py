@@ -141,7 +141,8 @@ def _unique_codes(items: list[Any], where: str, issues: list[Issue]) -> None:
 
 def _value_set(vs: dict[str, Any], expr: str) -> list[Issue]:
     issues: list[Issue] = []
-    compose = vs.get("compose") if type(vs.get("compose")) is dict else {}
+    raw = vs.get("compose")
+    compose: dict[str, Any] = raw if type(raw) is dict else {}
     for part in ("include", "exclude"):
         for i_index, include in enumerate(_list(compose.get(part))):
             if type(include) is not dict:

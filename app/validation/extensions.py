@@ -1,4 +1,4 @@
-"""Extensions against the core extension definitions of R4: URL, context, value type, cardinality.
+"""Extensions against their definitions (R4 core and registered ones): URL, context, value type, cardinality.
 
 For every `extension` and `modifierExtension` of an element (https://hl7.org/fhir/R4/extensibility.html):
 
@@ -7,6 +7,8 @@ For every `extension` and `modifierExtension` of an element (https://hl7.org/fhi
   the value must be one of its value types (none for a complex extension), the extension may not
   repeat beyond its cardinality, and the sub-extensions of a complex extension must be those it
   defines (relative URLs), each with its value type and cardinality;
+- the URL of an extension definition registered with `register_extension_definitions` (the project's own
+  StructureDefinitions, shipped among its artifacts): checked in the same way as a core one;
 - any other URL, as the HL7 Java validator treats an extension it cannot find
   (`InstanceValidator.checkExtension`): an unknown `modifierExtension` is an error; an unknown
   `extension` is an error ("could not be found so is not allowed here") unless its URL is in a domain
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import Any
 
@@ -40,6 +43,80 @@ TRUSTED_EXTENSION_DOMAINS = (
     "http://nema.org/",
 )
 DOMAINS_SETTING = "LBP_VALIDATION_EXTENSION_DOMAINS"
+EXTENSION_BASE = "http://hl7.org/fhir/StructureDefinition/Extension"
+
+# extension definitions registered beside the core ones (by URL), in the form of the core table
+_registered: dict[str, dict[str, Any]] = {}
+
+
+def _element_types(element: Mapping[str, Any]) -> list[str]:
+    return [str(t["code"]) for t in element.get("type", []) or [] if isinstance(t, Mapping) and t.get("code")]
+
+
+def extension_definition(sd: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What the checks need of an extension StructureDefinition (its snapshot, else its differential): contexts,
+    cardinality, value types (none: a complex extension; None: any, a differential that leaves value[x] as
+    the base has it) and sub-extensions. None when `sd` does not define an extension."""
+    if sd.get("resourceType") != "StructureDefinition" or sd.get("type") != "Extension":
+        return None
+    if sd.get("baseDefinition") != EXTENSION_BASE and sd.get("derivation") != "constraint":
+        return None
+    view = sd.get("snapshot") or sd.get("differential") or {}
+    elements = [e for e in view.get("element", []) or [] if isinstance(e, Mapping)]
+    by_id = {str(e.get("id") or e.get("path")): e for e in elements}
+    root = by_id.get("Extension", {})
+    value = by_id.get("Extension.value[x]")
+    values: list[str] | None
+    if value is None:
+        values = None if "snapshot" not in sd else []
+    else:
+        values = _element_types(value) if value.get("max", "1") != "0" else []
+        if value.get("max", "1") != "0" and not values:
+            values = None
+    out: dict[str, Any] = {
+        "context": [[c.get("type"), c.get("expression")] for c in sd.get("context", []) or []
+                    if isinstance(c, Mapping)],
+        "min": root.get("min", 0),
+        "max": root.get("max", "*"),
+        "value": values,
+    }
+    children: dict[str, Any] = {}
+    for element in elements:
+        slice_name = element.get("sliceName")
+        if element.get("path") != "Extension.extension" or not slice_name:
+            continue
+        prefix = str(element.get("id"))
+        url_element = by_id.get(f"{prefix}.url", {})
+        child_value = by_id.get(f"{prefix}.value[x]", {})
+        children[str(url_element.get("fixedUri") or slice_name)] = {
+            "min": element.get("min", 0),
+            "max": element.get("max", "*"),
+            "value": _element_types(child_value) if child_value.get("max", "1") != "0" else [],
+        }
+    if children:
+        out["children"] = children
+    return out
+
+
+def register_extension_definitions(resources: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Check extensions of these StructureDefinitions' URLs as core ones from now on (in this process); the URLs
+    registered. A URL of a core definition is not replaced."""
+    urls = []
+    for resource in resources:
+        definition = extension_definition(resource)
+        url = resource.get("url")
+        if definition is not None and isinstance(url, str):
+            _registered[url] = definition
+            urls.append(url)
+    return urls
+
+
+def registered_extensions() -> dict[str, dict[str, Any]]:
+    return dict(_registered)
+
+
+def _definition(defs: CoreDefinitions, url: str) -> dict[str, Any] | None:
+    return defs.extensions.get(url) or _registered.get(url)
 
 
 @cache
@@ -106,7 +183,7 @@ def extension_issues(defs: CoreDefinitions, holder: dict[str, Any], base: str, p
     issues: list[Issue] = []
     contexts: set[str] | None = None
     holder_url = holder.get("url")
-    parent = defs.extensions.get(holder_url) if type_name == "Extension" and isinstance(holder_url, str) else None
+    parent = _definition(defs, holder_url) if type_name == "Extension" and isinstance(holder_url, str) else None
     for field in ("extension", "modifierExtension"):
         items = holder.get(field)
         if type(items) is not list:
@@ -119,10 +196,10 @@ def extension_issues(defs: CoreDefinitions, holder: dict[str, Any], base: str, p
             where = f"{location}.{field}[{index}]"
             counts[url] += 1
             if type_name == "Extension" and _is_relative(url):
-                if parent is not None:
+                if parent is not None and isinstance(holder_url, str):
                     issues.extend(_sub_extension(parent, holder_url, extension, where, counts[url]))
                 continue
-            definition = defs.extensions.get(url)
+            definition = _definition(defs, url)
             if definition is None:
                 issues.append(_unknown(url, field, where))
                 continue
@@ -170,8 +247,8 @@ def _known(definition: dict[str, Any], url: str, extension: dict[str, Any], hold
 def _value_issues(definition: dict[str, Any], url: str, extension: dict[str, Any], where: str) -> list[Issue]:
     value_type = _value_type(extension)
     allowed = definition["value"]
-    if value_type is None:
-        return []  # a missing value (or both value and extensions) is ext-1's finding
+    if value_type is None or allowed is None:
+        return []  # a missing value (or both value and extensions) is ext-1's finding; None: any type
     if not allowed:
         return [Issue("error", "structure", f"The extension {url} is a complex extension: it takes "
                       f"sub-extensions, not value{value_type[0].upper()}{value_type[1:]}", [where])]

@@ -101,7 +101,7 @@ def child_nodes(node: Node, name: str) -> list[Any]:
 def evaluate(invariant: Invariant, focus: Node, resource: Node, root_resource: Node, env: Any) -> bool | None:
     """True or False; None when the result is empty (no verdict, which passes). EngineError on errors."""
     focus_list = [focus]
-    std = {
+    std: dict[str, list[Any]] = {
         "context": focus_list,
         "resource": [resource],
         "rootResource": [root_resource],

@@ -19,6 +19,7 @@ from app.auth.tokens import Principal
 from app.charts import line_chart
 from app.conventions import BASE, LANGUAGES, RULES_SYSTEM, variant_codes, variants
 from app.errors import FHIRError
+from app.reasoning.status_result import PathwayStatus
 from app.store import search as engine
 
 from . import bp
@@ -335,29 +336,28 @@ def _action_info(actions: dict[str, dict[str, Any]], action_id: str | None) -> d
             "plan": entry["plan"].get("title") or entry["plan"].get("id")}
 
 
-def _recommendations(actions: dict[str, dict[str, Any]], status: dict[str, Any]) -> list[dict[str, Any]]:
+def _recommendations(actions: dict[str, dict[str, Any]], status: PathwayStatus) -> list[dict[str, Any]]:
     """The prioritised actions of every pathway step, each once, with the step it belongs to."""
     recommendations = []
-    seen: set[str] = set()
-    for s in status.get("steps", []):
-        for a in s.get("actions", []):
-            if a.get("priority") and a.get("id") not in seen:
-                seen.add(a["id"])
-                info = _action_info(actions, a["id"]) or {"id": a["id"], "title": a.get("title"),
-                                                          "rules": a.get("rules", []), "citations": [],
-                                                          "priority": a.get("priority")}
-                info["step"] = s.get("display") or s.get("code")
+    seen: set[str | None] = set()
+    for s in status.steps:
+        for a in s.actions:
+            if a.priority and a.id not in seen:
+                seen.add(a.id)
+                info = _action_info(actions, a.id) or {"id": a.id, "title": a.title, "rules": list(a.rules),
+                                                       "citations": [], "priority": a.priority}
+                info["step"] = s.display or s.code
                 recommendations.append(info)
     return recommendations
 
 
-def _questionnaires_to_collect(kb: Any, status: dict[str, Any], lang: str) -> list[dict[str, Any]]:
+def _questionnaires_to_collect(kb: Any, status: PathwayStatus, lang: str) -> list[dict[str, Any]]:
     collect = []
-    for c in status.get("collect", []):
-        qid = c["questionnaire"].rstrip("/").rsplit("/", 1)[-1].split("|")[0]
-        questionnaire = kb.resolve(c["questionnaire"], "Questionnaire") or {}
-        title = translated(questionnaire, "title", lang, questionnaire.get("language")) or c.get("title") or qid
-        collect.append({"id": qid, "title": title, "because": c.get("because", [])})
+    for c in status.collect:
+        qid = c.questionnaire.rstrip("/").rsplit("/", 1)[-1].split("|")[0]
+        questionnaire = kb.resolve(c.questionnaire, "Questionnaire") or {}
+        title = translated(questionnaire, "title", lang, questionnaire.get("language")) or c.title or qid
+        collect.append({"id": qid, "title": title, "because": list(c.because)})
     return collect
 
 
@@ -383,9 +383,9 @@ def _progress_chart(kb: Any, record: list[dict[str, Any]], lang: str) -> dict[st
                                      for s, values in series]}
 
 
-def _pathway_start(status: dict[str, Any]) -> str | None:
+def _pathway_start(status: PathwayStatus) -> str | None:
     """When the patient's pathway began, as the engine counts its milestones (the deadlines' `from`)."""
-    starts = [d["from"] for d in status.get("deadlines", []) if d.get("fromSource") not in (None, "today")]
+    starts = [d.from_date for d in status.deadlines if d.from_source not in (None, "today")]
     return min(starts) if starts else None
 
 

@@ -53,7 +53,8 @@ def variant_report(variant: str):
     kb = lbp.knowledge.base
     if kb is None or variant not in engine.pathway_variants(kb):
         return _text(404, f"No pathway variant {variant!r} is loaded")
-    lang = request.args.get("lang") if request.args.get("lang") in ("sv", "da", "en") else "en"
+    asked = request.args.get("lang")
+    lang = asked if asked in ("sv", "da", "en") else "en"
     result = build_report(kb, cohort_records(lbp.store), variant=variant, period=period, lang=lang)
     audit.add_entities(*(f"Patient/{pid}" for pid in result.patients))
     html = render_report(kb, result, variant=variant, period=period)

@@ -21,7 +21,8 @@ def test_start_up_loads_every_artifact(loaded):
 
     c = loaded.test_client()
     total = sum(c.get(f"/fhir/{t}?_summary=count").get_json()["total"] for t in (
-        "PlanDefinition", "ActivityDefinition", "Questionnaire", "ValueSet", "CodeSystem", "Library", "Measure"))
+        "PlanDefinition", "ActivityDefinition", "Questionnaire", "ValueSet", "CodeSystem", "Library", "Measure",
+        "StructureDefinition"))
     assert total == len(artifact_files(loaded.config["ARTIFACT_DIRS"]))
 
 

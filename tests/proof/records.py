@@ -97,7 +97,7 @@ class Place:
     name: str
     counts: bool
     resource_type: str
-    status: dict[str, Any]  # the status elements of the resource
+    status: dict[str, Any]  # the status elements of the resource (and the code of a place a code defines)
 
 
 OTHER_CODING = {"system": "http://example.org/local-codes", "code": "x-1", "display": "local code"}
@@ -114,6 +114,8 @@ def _clinical(code: str) -> dict[str, Any]:
     return {"clinicalStatus": {"coding": [{"system": CLINICAL, "code": code}]}}
 
 
+LBP_OBSERVATION = "https://lbp-pathway.org/fhir/CodeSystem/lbp-observation"
+SICK_LEAVE = {"code": {"coding": [{"system": LBP_OBSERVATION, "code": "sick-leave"}]}}
 REFUTED = {"verificationStatus": {"coding": [{"system": VERIFICATION, "code": "refuted"}]}}
 ENTERED_IN_ERROR_CONDITION = {"verificationStatus": {"coding": [{"system": VERIFICATION, "code": "entered-in-error"}]}}
 
@@ -172,15 +174,55 @@ SOURCE_PLACES: dict[str, list[Place]] = {
         Place("ImagingStudy available", True, "ImagingStudy", {"status": "available"}),
         Place("ImagingStudy entered-in-error", False, "ImagingStudy", {"status": "entered-in-error"}),
     ],
+    # the episode's conditions (measures): the 'any clinical status' Conditions of the LBP episode
+    # (docs/recording-for-indicators.md: the diagnosis of the episode, whatever its status now)
+    "lbpEpisodeConditions": [
+        Place("Condition active", True, "Condition", _clinical("active")),
+        Place("Condition resolved", True, "Condition", _clinical("resolved")),
+        Place("Condition refuted", False, "Condition", {**_clinical("active"), **REFUTED}),
+        Place("Condition entered-in-error", False, "Condition", ENTERED_IN_ERROR_CONDITION),
+    ],
+    # orders and referrals placed (docs/recording-for-indicators.md): a ServiceRequest active, on hold or
+    # completed with intent order; a draft, a revoked or entered-in-error one and a proposal or plan are not placed
+    "recordedOrders": [
+        Place("ServiceRequest active", True, "ServiceRequest", {"status": "active", "intent": "order"}),
+        Place("ServiceRequest on-hold", True, "ServiceRequest", {"status": "on-hold", "intent": "order"}),
+        Place("ServiceRequest completed", True, "ServiceRequest", {"status": "completed", "intent": "order"}),
+        Place("ServiceRequest original-order", True, "ServiceRequest",
+              {"status": "active", "intent": "original-order"}),
+        Place("ServiceRequest draft", False, "ServiceRequest", {"status": "draft", "intent": "order"}),
+        Place("ServiceRequest revoked", False, "ServiceRequest", {"status": "revoked", "intent": "order"}),
+        Place("ServiceRequest entered-in-error", False, "ServiceRequest",
+              {"status": "entered-in-error", "intent": "order"}),
+        Place("ServiceRequest proposal", False, "ServiceRequest", {"status": "active", "intent": "proposal"}),
+        Place("ServiceRequest plan", False, "ServiceRequest", {"status": "active", "intent": "plan"}),
+    ],
+    # sick-leave certificates (docs/recording-for-indicators.md): an Observation coded lbp-observation#sick-leave
+    # whose value is the certificate's diagnosis; the same value under another code is no certificate
+    "sickLeaveCertificates": [
+        Place("sick-leave Observation final", True, "Observation", {"status": "final", **SICK_LEAVE}),
+        Place("sick-leave Observation amended", True, "Observation", {"status": "amended", **SICK_LEAVE}),
+        Place("sick-leave Observation cancelled", False, "Observation", {"status": "cancelled", **SICK_LEAVE}),
+        Place("sick-leave Observation entered-in-error", False, "Observation",
+              {"status": "entered-in-error", **SICK_LEAVE}),
+        Place("Observation final, another code", False, "Observation", {"status": "final"}),
+    ],
     # drafted orders in order-sign: every draft order is advised on
     "selections": [Place("draft order", True, "", {"status": "draft", "intent": "order"})],
+}
+
+# features whose where() asks more of the resource than the code: what the generated resource also holds, and why
+ALSO_HOLDS: dict[str, dict[str, Any]] = {
+    # an MRI report concluding 'inconclusive' (SNOMED 419984006) dates the repeat-imaging indicator
+    "lumbarMriInconclusiveDate": {"conclusionCode": [{"coding": [{"system": SCT, "code": "419984006"}]}]},
 }
 
 HOOK_OF_SOURCE = {source: "patient-view" for source in SOURCE_PLACES} | {"selections": "order-sign"}
 
 
-def build(place: Place, element: str, system: str, code: str, n: int = 0) -> dict[str, Any]:
-    """One resource holding system|code in `element` (the path memberOf() reads) at `place`."""
+def build(place: Place, element: str, system: str, code: str, n: int = 0, feature: str = "") -> dict[str, Any]:
+    """One resource holding system|code in `element` (the path memberOf() reads) at `place` (and what else the
+    where() of `feature` asks, `ALSO_HOLDS`)."""
     rid = f"gen-{n}-{uuid.uuid4().hex[:8]}"
     subject = {"reference": f"Patient/{SUBJECT_ID}"}
     concept = _cc(system, code)
@@ -193,8 +235,9 @@ def build(place: Place, element: str, system: str, code: str, n: int = 0) -> dic
     elif kind == "Observation":
         if element == "code":
             out.update(code=concept)
-        else:  # the code as the observed value (e.g. a finding recorded under a generic code)
-            out.update(code={"text": "finding"}, valueCodeableConcept=concept)
+        else:  # the code as the observed value, under the place's code or a generic one
+            out.setdefault("code", {"text": "finding"})
+            out["valueCodeableConcept"] = concept
         out["effectiveDateTime"] = ago(7)
     elif kind in ("MedicationStatement", "MedicationRequest"):
         out["medicationCodeableConcept"] = concept
@@ -207,10 +250,13 @@ def build(place: Place, element: str, system: str, code: str, n: int = 0) -> dic
     elif kind == "ImagingStudy":
         out.update(procedureCode=[concept], started=ago(7))
     elif kind == "ServiceRequest":
+        if place.resource_type:  # a recorded order: dated by authoredOn
+            out["authoredOn"] = ago(7)
         if element == "performerType":
             out.update(code=PATIENT_REFERRAL, category=[REFERRAL_CATEGORY], performerType=concept)
         else:
             out.update(code=concept)
+    out.update(copy.deepcopy(ALSO_HOLDS.get(feature, {})))
     return out
 
 

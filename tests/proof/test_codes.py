@@ -98,7 +98,7 @@ VALUESETS = model().valuesets_read()
 
 
 # the data contract's "where it is read from", per ValueSet: the resource types and draft orders the Library must
-# read the ValueSet's codes from
+# read the ValueSet's codes from (recorded orders and sick-leave certificates: docs/recording-for-indicators.md)
 CONTRACT_PLACES = {
     "lbp-conditions": {"Condition"},
     "previous-cancer": {"Condition"},
@@ -111,10 +111,12 @@ CONTRACT_PLACES = {
     "back-trauma-fracture": {"Condition"},
     "cauda-equina": {"Condition"},
     "physiotherapy-procedures": {"Procedure"},
-    "lumbar-mri": {"DiagnosticReport", "ImagingStudy", "Procedure", "draft ServiceRequest"},
+    "lumbar-mri": {"DiagnosticReport", "ImagingStudy", "Procedure", "draft ServiceRequest", "ServiceRequest"},
+    "lumbar-imaging": {"ServiceRequest"},
     "lumbar-ct": {"draft ServiceRequest"},
     "lumbar-xray": {"draft ServiceRequest"},
-    "orthopaedic-referral": {"draft ServiceRequest", "draft ServiceRequest performerType"},
+    "orthopaedic-referral": {"draft ServiceRequest", "draft ServiceRequest performerType", "ServiceRequest"},
+    "sick-leave-diagnoses": {"Observation", "Condition"},
     "opioids": {"draft MedicationRequest"},
     "paracetamol": {"draft MedicationRequest"},
     "gabapentinoids": {"draft MedicationRequest"},
@@ -179,7 +181,7 @@ def test_every_code_in_every_form_and_place(valueset):
             not_counting = [p for p in SOURCE_PLACES[read.source] if not p.counts]
             for place in SOURCE_PLACES[read.source]:
                 for n, (form, form_system, form_code) in enumerate(all_forms):
-                    resource = build(place, read.element, form_system, form_code, n)
+                    resource = build(place, read.element, form_system, form_code, n, read.feature)
                     record, drafts = (base, [resource]) if read.source == "selections" else (base + [resource], [])
                     where = f"{read.feature} {form_system}|{form_code} ({form}) in {place.name}"
                     values = _evaluate(kb, record, drafts, hook, only)  # FeatureValues
@@ -263,7 +265,7 @@ def test_cards_through_the_cds_service(cds, valueset, feature, source, element, 
         for place in SOURCE_PLACES[source]:
             if n > 0 and place is not first_counting:
                 continue  # every form in the first place that counts; every place in the first form
-            resource = build(place, element, form_system, form_code, n)
+            resource = build(place, element, form_system, form_code, n, feature)
             record, drafts = (base, [resource]) if source == "selections" else (base + [resource], [])
             r = cds.post(f"/cds-services/lbp-{hook}-{variant}", hook_body(hook, record, drafts))
             figures.count("codes: CDS service calls")
@@ -297,7 +299,7 @@ def test_every_code_of_a_valueset_at_once(valueset):
             for form in {all_forms[0], all_forms[-1]}:
                 for place in SOURCE_PLACES[read.source]:
                     if place.counts:
-                        added.append(build(place, read.element, form[1], form[2], len(added)))
+                        added.append(build(place, read.element, form[1], form[2], len(added), read.feature))
         base = base_record()
         record, drafts = (base, added) if read.source == "selections" else (base + added, [])
         values = _evaluate(kb, record, drafts, hook)

@@ -136,7 +136,7 @@ def test_adding_a_safety_code_never_removes_a_warning_or_critical_card(variant, 
         first = first_of.setdefault(read.valueset, k) == k
         for name in names if first else [names[k % len(names)]]:
             record = RECORDS[name]
-            resource = build(place, read.element, system, code, k)
+            resource = build(place, read.element, system, code, k, read.feature)
             resource["subject"] = {"reference": f"Patient/{record[0]['id']}"}
             care_plan, issues = apply(kb, pathway, record + [resource], hook, drafts_for(record, hook))
             figures.count("monotonicity: safety code added to a reference record ($apply)")
@@ -162,7 +162,7 @@ def test_monotone_through_the_cds_service(cds, variant):
             continue
         done.add(read.valueset)
         for name, record in sorted(RECORDS.items()):
-            resource = build(place, read.element, system, code, k)
+            resource = build(place, read.element, system, code, k, read.feature)
             resource["subject"] = {"reference": f"Patient/{record[0]['id']}"}
             for hook in SAFE_HOOKS:
                 drafts = drafts_for(record, hook)
