@@ -30,6 +30,10 @@ DEFAULTS: dict[str, Any] = {
     "PUBLIC_KNOWLEDGE": True,  # knowledge artifacts readable without a token
     "CLIENTS_FILE": str(ROOT / "var" / "clients.json"),
     "AUTH_ISSUER": None,
+    # Origins browser apps may call the FHIR API from: "*" (any; the API uses bearer tokens, never cookies)
+    # or a list (JSON list, or space-separated in LBP_FHIR_CORS_ORIGINS); empty: no CORS headers
+    "FHIR_CORS_ORIGINS": "*",
+    "JSON_LOGS": False,  # one JSON object per log line (route pattern, status, ms) instead of plain text
 }
 
 
@@ -60,6 +64,26 @@ def _env_overrides() -> dict[str, Any]:
     return out
 
 
+def _origins(value: Any) -> str | list[str]:
+    if isinstance(value, str) and value.strip() != "*":
+        return value.split()
+    return value if isinstance(value, list) else "*"
+
+
+def _fhir_cors(app: Flask) -> None:
+    """CORS on the FHIR API (the CapabilityStatement declares it), for the configured origins."""
+    from flask_cors import CORS
+
+    origins = _origins(app.config["FHIR_CORS_ORIGINS"])
+    if not origins:
+        return
+    base = app.config["FHIR_BASE_PATH"].rstrip("/")
+    CORS(app, resources={rf"{base}(/.*)?$": {"origins": origins}}, supports_credentials=False,
+         allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Match", "If-None-Exist", "Prefer"],
+         expose_headers=["ETag", "Location", "Content-Location", "Last-Modified"],
+         methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], max_age=600)
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(DEFAULTS)
@@ -86,6 +110,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.fhir.errors import register_error_handlers
 
     app.register_blueprint(fhir_bp, url_prefix=app.config["FHIR_BASE_PATH"])
+    _fhir_cors(app)
     app.register_blueprint(smart_bp)
     from app.web import bp as web_bp
     app.register_blueprint(web_bp)

@@ -295,7 +295,12 @@ def feedback_report():
 
 @bp.route("/cds-catalogue", methods=["GET"])
 def catalogue():
+    from app.cds.catalogue_page import render
+
     path = ROOT / "docs" / "catalogue.md"
     if not path.exists():
         raise FHIRError("not-found", "the rule catalogue is not installed", "catalogue", status=404)
-    return Response(path.read_text(encoding="utf-8"), mimetype="text/markdown")
+    text = path.read_text(encoding="utf-8")
+    if request.args.get("format") == "md":
+        return Response(text, mimetype="text/markdown")
+    return Response(render(text, _slug), mimetype="text/html")
