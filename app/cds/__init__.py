@@ -17,7 +17,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request
 
 from app.auth.links import make_token
-from app.cds.auth import Unauthorized, Verifier, load_issuers
+from app.cds.auth import IssuersFile, Unauthorized, Verifier
 from app.cds.registry import Registry
 from app.cds.tables import create_tables
 from app.conventions import RULES_SYSTEM
@@ -38,6 +38,8 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "CDS_CATALOGUE_URL": None,  # where the rule catalogue is published; default: this server's /cds-catalogue
     "CDS_SMART_LAUNCH_URL": None,  # a SMART app launch URL to offer on every card (link type smart)
     "CDS_CORS_ORIGINS": "*",
+    # development: a refused call's reason (the check that failed) in the 401's body and WWW-Authenticate
+    "CDS_DEBUG_REFUSALS": False,
     "CDS_FETCH_TIMEOUT": 3.0,
     "CDS_FETCH_CONNECT_TIMEOUT": 1.0,
     "CDS_FETCH_BATCH": True,  # fetch the templates as one FHIR batch, falling back to parallel reads
@@ -61,7 +63,7 @@ class CDSState:
     def __init__(self, app: Any):
         config = app.config
         self.registry = Registry(Path(config["CDS_HOOKS_DIR"]))
-        self.issuers = load_issuers(config.get("CDS_TRUSTED_ISSUERS"), config.get("CDS_TRUSTED_ISSUERS_FILE"))
+        self.issuers = IssuersFile(config.get("CDS_TRUSTED_ISSUERS"), config.get("CDS_TRUSTED_ISSUERS_FILE"))
         lbp = app.extensions["lbp"]
         store = lbp.store
         self.verifier = Verifier(lbp.auth.client_jwt, self.issuers, timeout=float(config["CDS_FETCH_TIMEOUT"]))
@@ -209,7 +211,12 @@ def _authenticate():
     try:
         g.cds_caller = state().verifier.verify(request.headers.get("Authorization"), endpoint_url(request.path))
     except Unauthorized as exc:
-        log.info("CDS call refused (401): %s", exc)
+        log.warning("CDS call refused (401): issuer %s: %s", exc.iss or "(none)", exc)
+        if current_app.config["CDS_DEBUG_REFUSALS"]:
+            reason = str(exc).replace('"', "'")
+            return Response(json.dumps({"error": "invalid_token", "error_description": str(exc),
+                                        "iss": exc.iss}), status=401, mimetype="application/json",
+                            headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{reason}"'})
         return Response(status=401, headers={"WWW-Authenticate": "Bearer"})
     return None
 
