@@ -64,6 +64,10 @@ def _env_overrides() -> dict[str, Any]:
     return out
 
 
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).lower() in ("1", "true", "yes", "on")
+
+
 def _origins(value: Any) -> str | list[str]:
     if isinstance(value, str) and value.strip() != "*":
         return value.split()
@@ -98,8 +102,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         Path(db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 
     if not log.handlers and not logging.getLogger().handlers:
+        from app.metrics import JSONFormatter
+
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(JSONFormatter() if _truthy(app.config["JSON_LOGS"])
+                             else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         log.addHandler(handler)
     log.setLevel(os.environ.get("LOG_LEVEL", "info").upper())
     lbp = LBP(app)
@@ -123,6 +130,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     def healthz():
         return {"status": "ok"}
 
+    @app.get("/metrics")
+    def metrics():
+        from app.metrics import exposition
+
+        body, content_type = exposition(lbp.store.knowledge_epoch())
+        return app.response_class(body, mimetype=None, content_type=content_type)
+
     @app.before_request
     def _start_timer() -> None:
         g.started = time.perf_counter()
@@ -130,9 +144,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     @app.after_request
     def _log_request(response):
         # Route pattern only: ids and query strings can identify a patient and stay out of the log.
+        from app.metrics import observe_hook_call, observe_request, sync_failures
+
         rule = request.url_rule.rule if request.url_rule else "<unmatched>"
         elapsed = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        log.info("%s %s %s %.1fms", request.method, rule, response.status_code, elapsed)
+        log.info("%s %s %s %.1fms", request.method, rule, response.status_code, elapsed,
+                 extra={"route": rule, "method": request.method, "status": response.status_code,
+                        "ms": round(elapsed, 1)})
+        observe_request(rule, request.method, response.status_code, elapsed / 1000)
+        if request.endpoint == "cds.call" and request.method == "POST" and response.status_code != 404:
+            observe_hook_call((request.view_args or {}).get("service_id", ""), response.status_code)
+        sync_failures()
         return response
 
     if app.config["LOAD_ARTIFACTS"]:

@@ -268,7 +268,11 @@ def call(service_id: str):
     body = request.get_json(silent=True)
     check_request(body, service)  # raises unless body is a well-formed request
     assert isinstance(body, dict)
-    return _json(run(service, body, g.get("cds_caller"), Links(state())))
+    from app.metrics import observe_cards
+
+    answer = run(service, body, g.get("cds_caller"), Links(state()))
+    observe_cards(service_id, answer.get("cards") if isinstance(answer, dict) else None)
+    return _json(answer)
 
 
 @bp.route("/cds-services/<service_id>/feedback", methods=["POST", "OPTIONS"])
