@@ -436,7 +436,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from app import cli_cds
+    from app.cli import cds as cli_cds
 
     parser = argparse.ArgumentParser(prog="lbp", description="Low back pain pathway FHIR server")
     parser.add_argument("--version", action="version", version=f"lbp {_version()}")
