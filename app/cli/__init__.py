@@ -511,7 +511,7 @@ def _one_line(exc: BaseException, args: argparse.Namespace) -> str:
     if isinstance(exc, CLIError):
         return str(exc)
     if isinstance(exc, requests.ConnectionError):
-        target = exc.request.url if getattr(exc, "request", None) is not None else "the server"
+        target = exc.request.url if exc.request is not None else "the server"
         cause = "the name does not resolve" if "NameResolution" in str(exc) or "Name or service" in str(exc) \
             else "connection refused"
         return f"cannot reach {target}: {cause}. Is the server running (make run), and is the URL right?"

@@ -55,7 +55,7 @@ def _chain(store: Any, res_type: str, raw_name: str, value: str,
     if not targets:
         raise _refuse(f"Chained parameter '{raw_name}': no target type of '{ref_name}' has a parameter "
                       f"'{inner_name}'", raw_name)
-    refs = []
+    refs: list[str] = []
     for target in targets:
         result = _inner(store, target, [(tail, value)], raw_name, resolve_valueset)
         refs.extend(f"{target}/{s.res_id}" for s in result.matches)

@@ -42,7 +42,7 @@ def shape(resource: dict[str, Any], summary: str | None, elements: list[str] | N
         keep = set(elements) | set(MANDATORY_ELEMENTS)
         out = {k: v for k, v in resource.items() if k in keep}
     elif summary == "true":
-        keep = summary_elements(resource.get("resourceType", "")) | set(MANDATORY_ELEMENTS)
+        keep = set(summary_elements(resource.get("resourceType", ""))) | set(MANDATORY_ELEMENTS)
         out = {k: v for k, v in resource.items() if k in keep}
     elif summary == "data":
         out = {k: v for k, v in resource.items() if k != "text"}

@@ -402,7 +402,7 @@ def _risk_display(kb: Any, status: dict[str, Any], lang: str) -> str | None:
     screening = status.get("screening")
     if not screening:
         return None
-    return _concepts(kb, CONVENTIONS.risk_system, lang).get((screening.get("risk") or {}).get("code"))
+    return _concepts(kb, CONVENTIONS.risk_system, lang).get(str((screening.get("risk") or {}).get("code")))
 
 
 def _next_rules(next_step: dict[str, Any] | None, fired: list[dict[str, Any]]) -> list[str]:
@@ -458,7 +458,7 @@ def _step_display(kb: Any, status: dict[str, Any], lang: str) -> str | None:
     from app.reasoning.status import CONVENTIONS
 
     step = status.get("step") or {}
-    return _concepts(kb, CONVENTIONS.step_system, lang).get(step.get("code")) or step.get("display")
+    return _concepts(kb, CONVENTIONS.step_system, lang).get(str(step.get("code"))) or step.get("display")
 
 
 def _missing_in_words(kb: Any, plan: Any, status: dict[str, Any], clinical_lang: str,

@@ -72,7 +72,7 @@ def everything(res_type: str, res_id: str | None):
     if include_patient and (not since or patient.last_updated.isoformat() >= since):
         found.append(patient)
     for t in types:
-        criteria = [(_compartment_param(store, t), f"Patient/{res_id}"), ("_sort", "_id")]
+        criteria = [(_compartment_param(store, t) or "patient", f"Patient/{res_id}"), ("_sort", "_id")]
         if since:
             criteria.append(("_lastUpdated", f"ge{since}"))
         page = 0
