@@ -466,22 +466,24 @@ def _missing_in_words(kb: Any, plan: Any, status: dict[str, Any], clinical_lang:
     """What the rules cannot decide for lack of data: the decisions in words, and the forms that collect it."""
     from app.reasoning.status import CONVENTIONS
 
-    rules = _concepts(kb, CONVENTIONS.rules_system, clinical_lang)
+    rules = _concepts(kb, CONVENTIONS.rules_system, clinical_lang)  # names of rules for untitled actions
     forms = _forms_of_features(kb, plan)
     out = []
     for m in status.get("missing", []):
-        decided = list(dict.fromkeys(r for b in m.get("blocks", []) for r in b.get("rules", [])))
         collected = []
         for qid in forms.get(m["feature"], []):
             questionnaire = kb.get("Questionnaire", qid) or {}
             collected.append({"id": qid, "title": translated(questionnaire, "title", lang,
                                                              questionnaire.get("language")) or qid})
-        decides = [{"rule": r, "display": rules.get(r, r)} for r in decided]
-        if not decides:  # an action without a rule code: its title says what waits
-            for b in m.get("blocks", []):
-                title = ((actions.get(b.get("action") or "") or {}).get("action") or {}).get("title")
-                if title:
-                    decides.append({"rule": None, "display": title})
+        # what waits for the fact: each blocked action by its title (the artifact's words), with its rules;
+        # an action without a title by its rules' names
+        decides: list[dict[str, Any]] = []
+        for b in m.get("blocks", []):
+            title = ((actions.get(b.get("action") or "") or {}).get("action") or {}).get("title")
+            codes = list(dict.fromkeys(b.get("rules", [])))
+            shown = title or ", ".join(rules.get(r, r) for r in codes[:3])
+            if shown and all(d["display"] != shown for d in decides):
+                decides.append({"display": shown, "rules": codes[:4], "more": max(0, len(codes) - 4)})
         # the Library's descriptions are English: shown to English readers, the decisions in words to everyone
         out.append({"decides": decides, "description": m.get("description") if lang == "en" else None,
                     "forms": collected})
