@@ -124,6 +124,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.cds import init_app as init_cds
 
     init_cds(app)
+    from app.web.reports import bp as reports_bp
+
+    app.register_blueprint(reports_bp)
     register_error_handlers(app)
 
     @app.get("/healthz")

@@ -1,4 +1,4 @@
-"""Command-line tool: serve, load, token, client, cds, validate, export, conformance.
+"""Command-line tool: serve, load, token, client, cds, validate, export, report, demo, conformance.
 
 Errors are one line (the cause and what to do); `--debug` shows the traceback instead.
 """
@@ -426,6 +426,81 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     return conformance.main([args.package])
 
 
+# ------------------------------------------------------------------ report, demo
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Every indicator of a variant over the stored records: a table on stdout and an HTML page."""
+    from app.measures.report import build_report, parse_period, render_report
+    from app.measures.store_cohort import cohort_records
+
+    try:
+        period = parse_period(args.period)
+    except ValueError as exc:
+        print(f"lbp report: --period: {exc}", file=sys.stderr)
+        return 2
+    from app.measures.report import table_text
+
+    app = _app()
+    lbp = app.extensions["lbp"]
+    with app.app_context():
+        result = build_report(lbp.knowledge.base, cohort_records(lbp.store), variant=args.variant, period=period,
+                              lang=args.lang)
+        html = render_report(lbp.knowledge.base, result, variant=args.variant, period=period)
+    print(table_text(result.rows, variant=args.variant, period=period, as_of=result.evaluator.as_of))
+    for issue in result.issues():
+        print(f"problem: {issue}", file=sys.stderr)
+    output = Path(args.output or f"report-{args.variant}-{period.start}-{period.end}.html")
+    output.write_text(html, encoding="utf-8")
+    print(f"\npage: {output}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """A deterministic demo cohort: to a file (-o), to a running server (--url), or into the local database."""
+    from app.measures.demo import demo_cohort, transaction_bundles
+
+    resources = demo_cohort(args.variant, args.patients, args.seed, year=args.year)
+    bundles = transaction_bundles(resources)
+    if args.output:
+        with open(args.output, "wb") as out:
+            out.write(orjson.dumps({"resourceType": "Bundle", "type": "transaction",
+                                    "entry": [e for b in bundles for e in b["entry"]]}))
+        print(f"{len(resources)} resources ({args.patients} patients, variant {args.variant}, seed {args.seed}) "
+              f"written to {args.output}; load them with: lbp load {args.output}")
+        return 0
+    headers = {"Content-Type": "application/fhir+json"}
+    if args.url:
+        import requests
+
+        if args.token:
+            headers["Authorization"] = f"Bearer {args.token}"
+        session = requests.Session()
+
+        def post(body: bytes):
+            r = session.post(args.url.rstrip("/"), data=body, headers=headers, timeout=600)
+            return r.status_code, r.content
+    else:
+        app = _app()
+        with app.app_context():
+            token = app.extensions["lbp"].auth.tokens.mint("lbp-cli (local operator)", "system/*.cruds", 3600)
+        headers["Authorization"] = f"Bearer {token}"
+        client = app.test_client()
+
+        def post(body: bytes):
+            r = client.post("/fhir", data=body, headers=headers)
+            return r.status_code, r.data
+
+    for bundle in bundles:
+        status, content = post(orjson.dumps(bundle))
+        errors = _batch_errors(content) if status < 300 else [f"HTTP {status}: {_outcome_text(content)}"]
+        if errors:
+            for e in errors:
+                print(f"failed: {e}", file=sys.stderr)
+            return 1
+    print(f"loaded {len(resources)} resources: {args.patients} patients, variant {args.variant}, seed {args.seed}")
+    return 0
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -495,6 +570,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", choices=sorted(VARIANT_PATHWAYS), help="only this variant's artifacts")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", help="the indicators of a variant: a table and an HTML page with monthly plots")
+    p.add_argument("--variant", required=True, help="the variant whose indicators to compute")
+    p.add_argument("--period", required=True, help="START/END, e.g. 2026-01-01/2026-12-31")
+    p.add_argument("-o", "--output", help="HTML file (default report-<variant>-<start>-<end>.html)")
+    p.add_argument("--lang", default="en", choices=["en", "sv", "da"], help="language of the indicator titles")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("demo", help="a deterministic demo cohort of pathway patients")
+    p.add_argument("--variant", required=True, choices=["se", "skane", "midtjylland"],
+                   help="the variant whose pathway the patients follow")
+    p.add_argument("--patients", type=int, default=1000, help="how many patients (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=1, help="random seed: the same seed gives the same cohort")
+    p.add_argument("--year", type=int, default=2026, help="the year the new visits fall in")
+    p.add_argument("-o", "--output", help="write a transaction Bundle to this file instead of loading it")
+    p.add_argument("--url", help="FHIR base of a running server (default: the local database)")
+    p.add_argument("--token", default=os.environ.get("LBP_TOKEN"), help="access token for --url (or LBP_TOKEN)")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("conformance", help="validate every official R4 example")
     p.add_argument("package", nargs="?", default=str(ROOT.parent / "shared" / "data" /

@@ -47,6 +47,7 @@ from app.fhirpath.static import (
     is_boolean,
     more,
     system,
+    union,
 )
 
 # -- dependencies (for the compiler) --------------------------------------------------------------------
@@ -154,6 +155,7 @@ STANDARD_VARIABLE_TYPES: dict[str, Static] = {
 }
 _FOCUS_VARIABLES = frozenset({"context", "resource", "rootResource"})
 _ABSTRACT = frozenset({"Resource", "DomainResource", "Element", "BackboneElement"})
+_ORDERED_FUNCTIONS = frozenset({"first", "last", "tail", "skip", "take"})
 
 
 def static_of(type_name: str | None, many: bool | None = False, model: R4Model | None = None) -> Static:
@@ -226,6 +228,9 @@ class _Infer:
             return self.call(node, this, total)
         if isinstance(node, Indexer):
             source = self.infer(node.source, this, total)
+            if source.unordered:
+                self.report("error", "[] needs an ordered input; children() and descendants() are not", node,
+                            "strict")
             index = self.infer(node.index, this, total)
             if categories(self.model, index) not in (None, frozenset({"Number"})):
                 self.report("error", f"an index must be an Integer, not {index.describe()}", node.index)
@@ -253,7 +258,12 @@ class _Infer:
         if self.variables is not None and name in self.variables:
             return self.variables[name]
         if name in _FOCUS_VARIABLES:
-            return self.focus
+            if name == "context" or self.focus.types is None:
+                return self.focus
+            # %resource is the resource the focus is in: the focus itself when it is a resource
+            if all(self.model.is_resource(t) for t in self.focus.types):
+                return self.focus
+            return Static(frozenset({"Resource"}), False)
         if name in STANDARD_VARIABLE_TYPES:
             return STANDARD_VARIABLE_TYPES[name]
         if name.startswith(("vs-", "ext-")):
@@ -336,6 +346,9 @@ class _Infer:
                 self.infer(arg, this, total)
             return self.host_result(host, source)
         assert spec is not None
+        if spec.name in _ORDERED_FUNCTIONS and source.unordered:
+            self.report("error", f"{spec.name}() needs an ordered input; children() and descendants() are not", node,
+                        "strict")
         args = self.arguments(spec, node, source, this, total)
         if node.name == "not":
             self.require_boolean(source, "the input of not()", node, "policy")
@@ -347,6 +360,13 @@ class _Infer:
 
     def arguments(self, spec: FunctionSpec, node: Call, source: Static, this: Static, total: Static) -> list[Static]:
         args: list[Static] = []
+        if spec.mode == "aggregate":
+            # $total starts as the init value (or empty) and then holds what the aggregator gave: typed by
+            # one more pass with the union of both
+            init = self.infer(node.args[1], this, total) if len(node.args) > 1 else EMPTY
+            first = self.infer(node.args[0], source.one(), init)
+            again = self.infer(node.args[0], source.one(), union(init, first))
+            return [again, init]
         for i, arg in enumerate(node.args):
             if spec.mode == "type":
                 if isinstance(arg, TypeSpec):
@@ -359,10 +379,6 @@ class _Infer:
                 static = self.infer(arg, source.one(), total)
             elif spec.mode == "iif":
                 static = self.infer(arg, source, total)
-            elif spec.mode == "aggregate":
-                static = self.infer(arg, source.one(), args[1] if len(args) > 1 else UNKNOWN) if i == 0 else (
-                    self.infer(arg, this, total)
-                )
             else:
                 static = self.infer(arg, this, total)
             if spec.criterion and i == 0:

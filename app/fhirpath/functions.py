@@ -1059,9 +1059,7 @@ def _as_type(t: Typing) -> Static:
 
 
 def _aggregate_type(t: Typing) -> Static:
-    if len(t.args) > 1:
-        return Static(t.args[1].types, True)
-    return UNKNOWN
+    return union(t.args[0], t.args[1], many=t.args[0].many)
 
 
 def _input_one_types(t: Typing) -> Static:
@@ -1162,8 +1160,8 @@ _SECTIONS: dict[str, list[FunctionSpec]] = {
         S("truncate", "", 0, 0, _simple(_math(_truncate)), _fixed(INTEGER)),
     ],
     "5.8 Tree navigation": [
-        S("children", "", 0, 0, _simple(_children_fn), _fixed(UNKNOWN)),
-        S("descendants", "", 0, 0, _simple(_descendants), _fixed(UNKNOWN)),
+        S("children", "", 0, 0, _simple(_children_fn), _fixed(Static(None, None, unordered=True))),
+        S("descendants", "", 0, 0, _simple(_descendants), _fixed(Static(None, None, unordered=True))),
     ],
     "5.9 Utility": [
         S("trace", "", 1, 2, _with_args(_trace), _same, mode="lambda", env=True),

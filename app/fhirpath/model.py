@@ -94,6 +94,9 @@ class R4Model:
     @cache  # noqa: B019
     def element(self, type_name: str, member: str) -> ElementInfo | None:
         """The element `member` of `type_name` (choice names like valueQuantity resolved), or None."""
+        entry = self.elements.get(type_name)
+        if entry is not None and len(entry) > 2 and entry[2] != "choice":
+            type_name = str(entry[2])  # a contentReference: the element it repeats
         for owner in self.ancestors(type_name):
             if owner.startswith("System."):
                 return None

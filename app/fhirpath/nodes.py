@@ -4,12 +4,13 @@ Every node keeps its source offset (`start`) for messages and carries two fields
 in: `free` (what the subexpression depends on: "focus", "this", "index", "total", "env" and
 "%name" for each variable) and `in_lambda` (it runs once per item of an iteration). The compiler
 uses both to fold constants and share results; `key` is the node's structural text, equal for
-equal subexpressions.
+equal subexpressions (computed once, after the tree is built).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 
@@ -21,7 +22,7 @@ class Expr:
     free: frozenset[str] = field(default=frozenset(), kw_only=True, repr=False)
     in_lambda: bool = field(default=False, kw_only=True, repr=False)
 
-    @property
+    @cached_property
     def key(self) -> str:
         raise NotImplementedError
 
@@ -37,7 +38,7 @@ class Literal(Expr):
     value: Any  # the System value (None for `{}`)
     text: str
 
-    @property
+    @cached_property
     def key(self) -> str:
         return f"(lit {self.kind} {self.text})"
 
@@ -48,7 +49,7 @@ class Variable(Expr):
 
     name: str
 
-    @property
+    @cached_property
     def key(self) -> str:
         return f"(% {self.name})"
 
@@ -59,7 +60,7 @@ class Special(Expr):
 
     name: str  # "this", "index", "total"
 
-    @property
+    @cached_property
     def key(self) -> str:
         return f"(${self.name})"
 
@@ -71,7 +72,7 @@ class Member(Expr):
     source: Expr | None
     name: str
 
-    @property
+    @cached_property
     def key(self) -> str:
         return f"(. {self.source.key if self.source else '_'} {self.name})"
 
@@ -87,7 +88,7 @@ class Call(Expr):
     name: str
     args: list[Expr]
 
-    @property
+    @cached_property
     def key(self) -> str:
         inner = " ".join(a.key for a in self.args)
         return f"(call {self.source.key if self.source else '_'} {self.name} {inner})"
@@ -103,7 +104,7 @@ class Indexer(Expr):
     source: Expr
     index: Expr
 
-    @property
+    @cached_property
     def key(self) -> str:
         return f"([] {self.source.key} {self.index.key})"
 
@@ -118,7 +119,7 @@ class Unary(Expr):
     op: str
     operand: Expr
 
-    @property
+    @cached_property
     def key(self) -> str:
         return f"(u{self.op} {self.operand.key})"
 
@@ -134,7 +135,7 @@ class Binary(Expr):
     left: Expr
     right: Expr
 
-    @property
+    @cached_property
     def key(self) -> str:
         return f"({self.op} {self.left.key} {self.right.key})"
 
@@ -149,7 +150,7 @@ class TypeSpec(Expr):
     namespace: str | None
     name: str
 
-    @property
+    @cached_property
     def key(self) -> str:
         return f"(type {self.namespace or ''}.{self.name})"
 
@@ -166,7 +167,7 @@ class TypeOp(Expr):
     operand: Expr
     type: TypeSpec
 
-    @property
+    @cached_property
     def key(self) -> str:
         return f"({self.op} {self.operand.key} {self.type.key})"
 

@@ -17,6 +17,7 @@ class Static:
 
     types: frozenset[str] | None
     many: bool | None  # None: the cardinality is unknown (it comes from something of unknown type)
+    unordered: bool = False  # from children()/descendants(): the order of the items is not defined
 
     def one(self) -> Static:
         return Static(self.types, False)

@@ -483,13 +483,14 @@ class _Run:
                 return None
         failures = self.failures_behind(step, step.verdict.failed)
         primary = plan.resource.get("language") or "en"
+        # what the action is called: its title, else the title of the PlanDefinition it names, else its id
         names = translated(action, "title", primary)
-        if not names and step.verdict.failed == () and action.get("id"):
-            names = {primary: str(action["id"])}
         if not names and action.get("definitionCanonical"):
             nested = self.kb.resolve(action["definitionCanonical"])
             if nested is not None:
                 names = translated(nested, "title", nested.get("language") or primary)
+        if not names and action.get("id"):
+            names = {primary: str(action["id"])}
         out = not_evaluated_action(
             self._wording, action, stands_for=stands_for, name_texts=names, primary=primary, failures=failures
         )

@@ -31,6 +31,7 @@ from typing import Any
 
 from app.errors import FHIRError, Issue
 from app.fhirpath import FHIRPATH, CompiledExpression, Scope, compile_expression, singleton_boolean
+from app.reasoning.failures import reason_of
 from app.reasoning.features import FeatureValues, PatientContext, evaluate_features
 from app.reasoning.knowledge import Artifact, KnowledgeBase
 
@@ -199,8 +200,6 @@ def evaluate_conditions(
         try:
             value = singleton_boolean(features.evaluate(compiled))
         except Exception as exc:  # a condition that raises is not evaluated, never "false"
-            from app.reasoning.failures import reason_of
-
             undecided.append(
                 Verdict(Outcome.NOT_EVALUATED, failed, problem=f"condition failed ({reason_of(exc)})", where=where)
             )

@@ -363,7 +363,12 @@ def _reference_cond(table, value: str, type_mod: str | None, sp: SearchParam) ->
         return table.c.url == value
     rtype, rid, url = split_reference(value)
     if rtype and rid:
-        return and_(table.c.target_type == rtype, table.c.target_id == rid)
+        cond = and_(table.c.target_type == rtype, table.c.target_id == rid)
+        if value.startswith(("http://", "https://")):
+            # A canonical looks like a RESTful URL (…/Measure/q1): match it as a canonical too, with any version.
+            base = value.split("|", 1)[0]
+            cond = or_(cond, table.c.url == value, table.c.url.startswith(base + "|", autoescape=True))
+        return cond
     if "/" not in value and "|" not in value:
         cond = table.c.target_id == value
         if type_mod:

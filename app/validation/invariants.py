@@ -51,6 +51,11 @@ NOT_FOR_CONTAINED = frozenset({"dom-6"})
 
 # key -> (corrected expression, where the correction comes from): R4 expressions later versions fixed
 CORRECTIONS: dict[str, tuple[str, str]] = {
+    "que-7": (
+        "operator = 'exists' implies (answer is boolean)",
+        "FHIR R4B (4.3.0) and R5 Questionnaire que-7: `boolean`, the FHIR type of answerBoolean, where R4 "
+        "has `Boolean`, the System type, which a FHIR boolean element is not",
+    ),
     "dom-3": (
         "contained.where((('#'+id in (%resource.descendants().reference | "
         "%resource.descendants().ofType(canonical) | %resource.descendants().ofType(uri) | "

@@ -15,6 +15,7 @@ from app.auth import AuthError, audit, auth, note
 from app.auth.links import patient_link
 from app.auth.scopes import Scopes
 from app.auth.tokens import Principal
+from app.charts import line_chart
 from app.conventions import BASE, LANGUAGES, RULES_SYSTEM, variant_codes, variants
 from app.errors import FHIRError
 from app.store import search as engine
@@ -22,7 +23,6 @@ from app.store import search as engine
 from . import bp, sessions
 from .artifacts import clinician_fields, patient_questionnaires, plotted_series
 from .i18n import choose_language, texts, translated
-from .svg import line_chart
 
 COOKIE = "lbp_clinician"
 OBSERVATION_SYSTEM = f"{BASE}/CodeSystem/lbp-observation"

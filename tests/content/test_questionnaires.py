@@ -366,7 +366,7 @@ def test_rule_codesystem_has_every_digest_rule_with_its_properties() -> None:
             assert props["role"]["valueCode"] == "safety", c["code"]
     not_computable = {c["code"] for c in cs["concept"]
                       if not next(p for p in c["property"] if p["code"] == "computable")["valueBoolean"]}
-    assert {"Q3", "Q10"} <= not_computable
+    assert {"Q3"} <= not_computable
 
 
 @pytest.mark.parametrize("qid", QUESTIONNAIRE_IDS)

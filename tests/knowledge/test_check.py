@@ -160,3 +160,54 @@ def test_a_recorded_weight_loss_condition_raises_rf8_without_an_evaluation_error
     values = evaluate_features(kb, LIBRARY, context, only=["redFlagRf8Record"])
     assert values.issues == []
     assert values.value("redFlagRf8Record") == [True]
+
+
+def _expression(text: str, name: str | None = None) -> dict:
+    return {"language": "text/fhirpath", "expression": text, **({"name": name} if name else {})}
+
+
+def test_questionnaire_expressions_are_checked_over_the_response_with_their_variables():
+    sdc = "http://hl7.org/fhir/uv/sdc/StructureDefinition/"
+    questionnaire = {
+        "resourceType": "Questionnaire",
+        "id": "demo-form",
+        "status": "draft",
+        "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/variable",
+                       "valueExpression": _expression("%resource.item.where(linkId = 'a').answer.value", "answers")}],
+        "item": [
+            {"linkId": "a", "type": "boolean", "text": "A"},
+            {"linkId": "b", "type": "string", "text": "B", "extension": [
+                {"url": sdc + "sdc-questionnaire-enableWhenExpression", "valueExpression": _expression("%answers")},
+            ]},
+            {"linkId": "c", "type": "integer", "text": "C", "extension": [
+                {"url": sdc + "sdc-questionnaire-calculatedExpression",
+                 "valueExpression": _expression("%resource.item.answer.valueInteger.sum()")},
+                {"url": sdc + "sdc-questionnaire-initialExpression",
+                 "valueExpression": _expression("%patient.birthDate.toString()")},
+            ]},
+        ],
+    }
+    found = {(d.severity, d.element, d.message) for d in check_artifacts([questionnaire])}
+    assert ("error", "Questionnaire.item[1].extension[0].valueExpression.expression",
+            "the enableWhenExpression may hold more than one item") in found
+    assert ("warning", "Questionnaire.item[2].extension[0].valueExpression.expression",
+            "valueInteger is the JSON name of a choice element; FHIRPath names it by the element") in found
+    assert not [d for d in found if d[1].startswith("Questionnaire.item[2].extension[1]")]
+
+
+def test_measure_criteria_are_checked_with_the_library_features():
+    library = _library(("inScope", "true", "boolean", "1"), ("score", "1.5", "decimal", "1"))
+    measure = {
+        "resourceType": "Measure",
+        "id": "demo-measure",
+        "status": "draft",
+        "library": [library["url"]],
+        "group": [{"population": [
+            {"code": {"coding": [{"code": "initial-population"}]}, "criteria": _expression("%inScope")},
+            {"code": {"coding": [{"code": "denominator"}]}, "criteria": _expression("%score")},
+            {"code": {"coding": [{"code": "measure-observation"}]}, "criteria": _expression("%score")},
+        ]}],
+    }
+    found = [(d.element, d.message) for d in check_artifacts([library, measure]) if d.severity == "error"]
+    assert found == [("Measure.group[0].population[1].criteria.expression",
+                      "the population criterion is decimal, not Boolean")]

@@ -97,6 +97,54 @@ def _evaluate(kb, record, drafts, hook, only=None):
 VALUESETS = model().valuesets_read()
 
 
+# the data contract's "where it is read from", per ValueSet: the resource types and draft orders the Library must
+# read the ValueSet's codes from
+CONTRACT_PLACES = {
+    "lbp-conditions": {"Condition"},
+    "previous-cancer": {"Condition"},
+    "inflammatory-infectious": {"Condition"},
+    "infectious-spondylitis": {"Condition"},
+    "systemic-steroids": {"MedicationStatement", "MedicationRequest"},
+    "drug-abuse": {"Condition"},
+    "weight-loss-reduced-condition": {"Condition", "Observation"},
+    "structural-deformity": {"Condition"},
+    "back-trauma-fracture": {"Condition"},
+    "cauda-equina": {"Condition"},
+    "physiotherapy-procedures": {"Procedure"},
+    "lumbar-mri": {"DiagnosticReport", "ImagingStudy", "Procedure", "draft ServiceRequest"},
+    "lumbar-ct": {"draft ServiceRequest"},
+    "lumbar-xray": {"draft ServiceRequest"},
+    "orthopaedic-referral": {"draft ServiceRequest", "draft ServiceRequest performerType"},
+    "opioids": {"draft MedicationRequest"},
+    "paracetamol": {"draft MedicationRequest"},
+    "gabapentinoids": {"draft MedicationRequest"},
+    "nsaids": {"draft MedicationRequest"},
+    "muscle-relaxants": {"draft MedicationRequest"},
+    "tca": {"draft MedicationRequest"},
+    "snri": {"draft MedicationRequest"},
+}
+
+
+def places_read(valueset_id: str) -> set[str]:
+    """The resource types (and draft orders) the Library reads a ValueSet's codes from."""
+    out: set[str] = set()
+    for read in model().reads:
+        if read.valueset.rsplit("/", 1)[-1] != valueset_id:
+            continue
+        if read.source == "selections":
+            kind = "MedicationRequest" if read.element.startswith("medication") else "ServiceRequest"
+            out.add(f"draft {kind}" + (" performerType" if read.element == "performerType" else ""))
+        else:
+            out.update(p.resource_type for p in SOURCE_PLACES[read.source])
+    return out
+
+
+@pytest.mark.parametrize("valueset_id", sorted(CONTRACT_PLACES))
+def test_the_library_reads_every_place_the_contract_names(valueset_id):
+    missing = CONTRACT_PLACES[valueset_id] - places_read(valueset_id)
+    assert not missing, f"the data contract reads {valueset_id} from {sorted(missing)} too; the Library does not"
+
+
 def test_the_library_reads_valuesets_from_places_the_contract_names():
     m = model()
     assert VALUESETS, "the Library reads no ValueSet"

@@ -156,6 +156,7 @@ def test_monotone_through_the_cds_service(cds, variant):
     safety = m.safety_rules()
     failures = []
     done = set()
+    before_cards: dict[tuple[str, str], list[dict]] = {}
     for k, (read, place, system, code) in enumerate(added_codes()):
         if read.valueset in done:
             continue
@@ -166,14 +167,18 @@ def test_monotone_through_the_cds_service(cds, variant):
             for hook in SAFE_HOOKS:
                 drafts = drafts_for(record, hook)
                 path = f"/cds-services/lbp-{hook}-{variant}"
-                before = cds.post(path, hook_body(hook, record, drafts))
+                if (name, hook) not in before_cards:
+                    before = cds.post(path, hook_body(hook, record, drafts))
+                    figures.count("monotonicity: CDS service calls")
+                    assert before.status_code == 200, before.get_json()
+                    before_cards[(name, hook)] = before.get_json()["cards"]
                 after = cds.post(path, hook_body(hook, record + [resource], drafts))
                 figures.count("monotonicity: CDS service calls")
-                if before.status_code != 200 or after.status_code != 200:
-                    failures.append(f"{name} + {code} {hook}: status {before.status_code}/{after.status_code}")
+                if after.status_code != 200:
+                    failures.append(f"{name} + {code} {hook}: status {after.status_code}")
                     continue
                 kept = {(frozenset(card_rules(c)), c["indicator"]) for c in after.get_json()["cards"]}
-                for c in before.get_json()["cards"]:
+                for c in before_cards[(name, hook)]:
                     rules = card_rules(c)
                     if c["indicator"] in ("warning", "critical") and rules & safety:
                         if (frozenset(rules), c["indicator"]) not in kept:

@@ -158,3 +158,54 @@ def test_every_rule_with_a_condition_is_served_by_a_feature_that_reads_into_it(k
             assert features <= serving.get(rule, set()), rule
     # the red-flag feature serves its own rule, the red-flag card's rules and the imaging rule it feeds
     assert {"RF4", "I1", "RN3"} <= set(declared["redFlagRf4"])
+
+
+# ------------------------------------------------------------------ decided without the failed feature
+def test_conjuncts_split_only_a_top_level_and_chain():
+    from app.reasoning.walk import conjuncts
+
+    assert conjuncts("%a = true and (%b or %c) and %d.where(x and y).exists()") == [
+        "%a = true", "(%b or %c)", "%d.where(x and y).exists()"]
+    assert conjuncts("%a and %b or %c") is None  # `or` binds looser: not a conjunction
+    assert conjuncts("%a = 'x and y'") is None
+    assert conjuncts("%band = true") is None
+
+
+def test_a_rule_decided_false_without_the_failed_feature_stays_silent(kb):
+    """No orthopaedic referral drafted: the 'acute signs not assessed' rule is false whatever the acute signs
+    hold, so a failure of acuteSignAny does not raise a card about it."""
+    patient, record = reference(ROOT / "tests" / "data" / "patients" / "no-flags.json")
+    mri = {"resourceType": "ServiceRequest", "id": "sr-mri", "status": "draft", "intent": "order",
+           "subject": {"reference": f"Patient/{patient['id']}"},
+           "code": {"coding": [{"system": "http://loinc.org", "code": "24968-0"}]}}
+    care_plan, issues = apply_plan_definition(kb, VARIANTS["skane"], subject=patient, record=record, today=TODAY,
+                                              trigger="order-select", draft_orders=[mri], selections=[mri],
+                                              fail_features=["acuteSignAny"])
+    text = json.dumps(care_plan)
+    assert '"acute-signs-not-assessed"' not in text
+    assert not any("acute-signs-not-assessed" in i.text for i in issues)
+    # a rule that does read it undecided is reported (imaging with the acute-sign exception)
+    assert any(i.code == "incomplete" and "could not be evaluated" in i.text for i in issues)
+
+
+# ------------------------------------------------------------------ the status lists it, typed
+def test_pathway_status_is_typed_and_lists_what_could_not_be_evaluated(kb):
+    from app.reasoning.status import pathway_status
+    from app.reasoning.status_result import PathwayStatus
+
+    patient, record = reference(ROOT / "tests" / "data" / "patients" / "red-flag.json")
+    status = pathway_status(kb, VARIANTS["skane"], record, subject=patient, today=TODAY,
+                            fail_features=["redFlagRf4"])
+    assert isinstance(status, PathwayStatus)
+    red = next(n for n in status.not_evaluated if n.action == "red-flags-present")
+    assert "RF4" in red.rules and red.features == ["redFlagRf4"] and red.plan == "PlanDefinition/lbp-red-flags"
+    shape = status.to_dict()
+    assert shape["notEvaluated"][0]["features"] == ["redFlagRf4"]
+    assert shape["failedFeatures"][0]["feature"] == "redFlagRf4"
+    # read as the former dict: the clinician page keeps working
+    assert status["date"] == "2026-11-25" and status.get("step") == shape["step"]
+    assert all(isinstance(f, dict) for f in status.get("flags", []))
+    # without a failure nothing is listed, and the red flag is found
+    clean = pathway_status(kb, VARIANTS["skane"], record, subject=patient, today=TODAY)
+    assert clean.not_evaluated == [] and clean.failed_features == []
+    assert "RF4" in {f.rule for f in clean.flags}

@@ -170,3 +170,14 @@ def test_an_evaluation_error_is_a_warning_naming_the_key(monkeypatch):
     issues = validate_resource(_encounter(), check_rules=True)
     found = [i for i in issues if i.text.startswith("per-1")]
     assert [(i.severity, i.code, i.expression) for i in found] == [("warning", "processing", ["Encounter.period"])]
+
+
+def test_que_7_uses_the_corrected_type_name():
+    assert "que-7" in CORRECTIONS
+    questionnaire = {"resourceType": "Questionnaire", "text": NARRATIVE, "status": "draft", "item": [
+        {"linkId": "1", "type": "boolean"},
+        {"linkId": "2", "type": "string",
+         "enableWhen": [{"question": "1", "operator": "exists", "answerBoolean": True}]}]}
+    assert not [f for f in rule_findings(questionnaire) if f[1] == "que-7"]
+    questionnaire["item"][1]["enableWhen"][0] = {"question": "1", "operator": "exists", "answerString": "yes"}
+    assert ("error", "que-7", "Questionnaire.item[1].enableWhen[0]") in rule_findings(questionnaire)

@@ -1,4 +1,4 @@
-"""A small server-rendered SVG line chart of scores over time (NRS 0–10, RMDQ 0–24): no script, no library."""
+"""A small server-rendered SVG line chart (clinician page and indicator reports) of scores over time (NRS 0–10, RMDQ 0–24): no script, no library."""
 from __future__ import annotations
 
 from datetime import date
@@ -21,9 +21,11 @@ def _marker(kind: str, x: float, y: float, colour: str) -> str:
     return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{colour}"/>'
 
 
-def line_chart(series: list[tuple[str, float, list[tuple[date, float]]]], *, title: str, description: str) -> Markup:
+def line_chart(series: list[tuple[str, float, list[tuple[date, float]]]], *, title: str, description: str,
+               chart_id: str = "plot") -> Markup:
     """`series`: (label, maximum of its scale, [(date, value)]). Each series is scaled to its own maximum
-    (the y axis reads 0–100 % of the scale), so NRS and RMDQ share one chart."""
+    (the y axis reads 0–100 % of the scale), so NRS and RMDQ share one chart. `chart_id` keeps the ids of
+    several charts on one page apart."""
     points = [d for _, _, values in series for d, _ in values]
     if not points:
         return Markup("")
@@ -38,9 +40,9 @@ def line_chart(series: list[tuple[str, float, list[tuple[date, float]]]], *, tit
         return TOP + plot_h - (max(0.0, min(value, maximum)) / maximum) * plot_h
 
     parts = [
-        f'<svg class="plot" role="img" aria-labelledby="plot-title plot-desc" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'width="{WIDTH}" height="{HEIGHT}" xmlns="http://www.w3.org/2000/svg">',
-        f'<title id="plot-title">{escape(title)}</title><desc id="plot-desc">{escape(description)}</desc>',
+        f'<svg class="plot" role="img" aria-labelledby="{chart_id}-title {chart_id}-desc" '
+        f'viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" xmlns="http://www.w3.org/2000/svg">',
+        f'<title id="{chart_id}-title">{escape(title)}</title><desc id="{chart_id}-desc">{escape(description)}</desc>',
         f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="#fff" stroke="#767676"/>',
     ]
     for frac in (0.25, 0.5, 0.75):
