@@ -96,6 +96,14 @@ def test_first_hook_call_is_one_command_after_trusting_the_test_issuer(served, c
                            "--key-dir", keys, "--variant", "se"], capsys)
     assert code == 0, err
     assert "lbp-patient-view-se:" in out and "(rule RF4)" in out and "[warning]" in out
+    # the same cards when the service fetches the record from fhirServer itself
+    code, fetched, err = _run(["cds", "call", "patient-view", "--patient", "red-flag", "--base", base,
+                               "--key-dir", keys, "--variant", "se", "--no-prefetch"], capsys)
+    assert code == 0, err
+    assert fetched == out
+    code, _, err = _run(["cds", "call", "patient-view", "--patient", "nobody", "--base", base, "--key-dir", keys,
+                         "--variant", "se"], capsys)
+    assert code == 1 and "Patient/nobody: not found" in err and len(err.strip().splitlines()) == 1
     code, out, err = _run(["cds", "call", "order-sign", "--patient", "red-flag", "--order", "loinc|24968-0",
                            "--base", base, "--key-dir", keys, "--variant", "se", "--json"], capsys)
     assert code == 0, err

@@ -4,7 +4,8 @@
 tokens go in `fhirAuthorization`) and its public JWK in the trusted-issuers file, which the server re-reads
 without a restart. `lbp cds call HOOK --patient ID` signs the call's JWT the way CDS Hooks 2.0 asks (ES384,
 `kid` naming the issuer's configured key, `aud` the URL called, `exp` within five minutes, a fresh `jti`),
-lets the service fetch the record from this server's FHIR API, and prints the cards.
+sends the service's prefetch templates fetched from this server's FHIR API (as an EHR does; `--no-prefetch`
+lets the service fetch them from `fhirServer` itself), and prints the cards.
 """
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ def add_commands(sub: Any, key_dir: str) -> None:
     c.add_argument("--base", help="server base URL (default: the running server's)")
     c.add_argument("--key-dir", default=key_dir, help="folder of the private keys")
     c.add_argument("--json", action="store_true", help="print the response JSON instead of a summary")
+    c.add_argument("--no-prefetch", action="store_true",
+                   help="send no prefetch: the service fetches everything from fhirServer itself")
     c.set_defaults(func=cmd_call)
 
 
@@ -114,6 +117,48 @@ def hook_jwt(key: Any, kid: str, alg: str, iss: str, url: str) -> str:
                       key, algorithm=alg, headers={"kid": kid, "typ": "JWT"})
 
 
+def _refused_text(url: str, iss: str, response: Any) -> str:
+    reason = ""
+    try:
+        reason = f" ({response.json().get('error_description')})"
+    except ValueError:
+        pass
+    return (f"{url} refused the call (401){reason}: is issuer '{iss}' trusted? Run `lbp cds trust-test-issuer`; "
+            "LBP_CDS_DEBUG_REFUSALS=true makes the server say why")
+
+
+def _prefetch(base: str, service: str, key: Any, kid: str, alg: str, iss: str, context: dict[str, Any],
+              access_token: str) -> dict[str, Any]:
+    """The service's prefetch templates (from discovery) fetched by the client, as an EHR or the sandbox does."""
+    import re
+
+    import requests
+
+    from app.cli import CLIError
+
+    discovery_url = f"{base}/cds-services"
+    r = requests.get(discovery_url, timeout=60,
+                     headers={"Authorization": f"Bearer {hook_jwt(key, kid, alg, iss, discovery_url)}"})
+    if r.status_code == 401:
+        raise CLIError(_refused_text(discovery_url, iss, r))
+    if r.status_code != 200:
+        raise CLIError(f"{discovery_url}: HTTP {r.status_code}")
+    found = next((s for s in r.json().get("services", []) if s.get("id") == service), None)
+    if found is None:
+        raise CLIError(f"no CDS service '{service}' at {discovery_url}")
+    out: dict[str, Any] = {}
+    for name, template in (found.get("prefetch") or {}).items():
+        query = re.sub(r"\{\{context\.(\w+)\}\}", lambda m: str(context.get(m.group(1), "")), template)
+        got = requests.get(f"{base}/fhir/{query}", timeout=60, headers={
+            "Authorization": f"Bearer {access_token}", "Accept": "application/fhir+json"})
+        if got.status_code == 200:
+            out[name] = got.json()
+        elif got.status_code == 404 and "?" not in query:
+            raise CLIError(f"{query}: not found on {base}/fhir")
+        # anything else is left out: the service fetches it from fhirServer, or answers 412 saying why
+    return out
+
+
 def cmd_call(args: argparse.Namespace) -> int:
     import requests
 
@@ -135,16 +180,12 @@ def cmd_call(args: argparse.Namespace) -> int:
             "fhirAuthorization": {"access_token": token["access_token"], "token_type": "Bearer",
                                   "expires_in": token.get("expires_in", 300), "scope": token.get("scope", ""),
                                   "subject": args.iss}}
+    if not args.no_prefetch:
+        body["prefetch"] = _prefetch(base, service, key, kid, alg, args.iss, context, token["access_token"])
     r = requests.post(url, json=body, timeout=60,
                       headers={"Authorization": f"Bearer {hook_jwt(key, kid, alg, args.iss, url)}"})
     if r.status_code == 401:
-        reason = ""
-        try:
-            reason = f" ({r.json().get('error_description')})"
-        except ValueError:
-            pass
-        raise CLIError(f"{url} refused the call (401){reason}: is issuer '{args.iss}' trusted? Run "
-                       "`lbp cds trust-test-issuer`; LBP_CDS_DEBUG_REFUSALS=true makes the server say why")
+        raise CLIError(_refused_text(url, args.iss, r))
     if r.status_code != 200:
         try:
             text = "; ".join(i["details"]["text"] for i in r.json().get("issue", []))
