@@ -29,3 +29,27 @@ def post_fork(server, worker):
 # gunicorn 27's control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl), shared by every
 # instance on the machine; the server does not use it.
 control_socket_disable = True
+
+
+# Prometheus metrics from every worker (app/metrics.py): each writes its samples to one folder per server,
+# which `/metrics` adds up. The folder is made before the workers start and removed when the server stops.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="lbp-metrics-")
+    _own_metrics_dir = True
+else:
+    _own_metrics_dir = False
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        import shutil
+
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

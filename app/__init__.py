@@ -34,6 +34,10 @@ DEFAULTS: dict[str, Any] = {
     "PUBLIC_KNOWLEDGE": True,  # knowledge artifacts readable without a token
     "CLIENTS_FILE": str(ROOT / "var" / "clients.json"),
     "AUTH_ISSUER": None,
+    # Origins browser apps may call the FHIR API from: "*" (any; the API uses bearer tokens, never cookies)
+    # or a list (JSON list, or space-separated in LBP_FHIR_CORS_ORIGINS); empty: no CORS headers
+    "FHIR_CORS_ORIGINS": "*",
+    "JSON_LOGS": False,  # one JSON object per log line (route pattern, status, ms) instead of plain text
 }
 
 
@@ -83,6 +87,29 @@ def _open(app: Flask) -> LBP:
         raise SystemExit(3) from None  # gunicorn: the worker failed to boot, the server stops
     return lbp
 
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).lower() in ("1", "true", "yes", "on")
+
+
+def _origins(value: Any) -> str | list[str]:
+    if isinstance(value, str) and value.strip() != "*":
+        return value.split()
+    return value if isinstance(value, list) else "*"
+
+
+def _fhir_cors(app: Flask) -> None:
+    """CORS on the FHIR API (the CapabilityStatement declares it), for the configured origins."""
+    from flask_cors import CORS
+
+    origins = _origins(app.config["FHIR_CORS_ORIGINS"])
+    if not origins:
+        return
+    base = app.config["FHIR_BASE_PATH"].rstrip("/")
+    CORS(app, resources={rf"{base}(/.*)?$": {"origins": origins}}, supports_credentials=False,
+         allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Match", "If-None-Exist", "Prefer"],
+         expose_headers=["ETag", "Location", "Content-Location", "Last-Modified"],
+         methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], max_age=600)
+
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
@@ -98,8 +125,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         Path(db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 
     if not log.handlers and not logging.getLogger().handlers:
+        from app.metrics import JSONFormatter
+
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(JSONFormatter() if _truthy(app.config["JSON_LOGS"])
+                             else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         log.addHandler(handler)
     log.setLevel(os.environ.get("LOG_LEVEL", "info").upper())
     from app.auth.public import check_configuration
@@ -113,6 +143,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.fhir.errors import register_error_handlers
 
     app.register_blueprint(fhir_bp, url_prefix=app.config["FHIR_BASE_PATH"])
+    _fhir_cors(app)
     app.register_blueprint(smart_bp)
     from app.web import bp as web_bp
     app.register_blueprint(web_bp)
@@ -136,6 +167,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             return {"status": "loading knowledge"}, 503
         return {"status": "ready"}
 
+    @app.get("/metrics")
+    def metrics():
+        from app.metrics import exposition
+
+        body, content_type = exposition(lbp.store.knowledge_epoch())
+        return app.response_class(body, mimetype=None, content_type=content_type)
+
     @app.before_request
     def _start_timer() -> None:
         g.started = time.perf_counter()
@@ -143,9 +181,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     @app.after_request
     def _log_request(response):
         # Route pattern only: ids and query strings can identify a patient and stay out of the log.
+        from app.metrics import observe_hook_call, observe_request, sync_failures
+
         rule = request.url_rule.rule if request.url_rule else "<unmatched>"
         elapsed = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        log.info("%s %s %s %.1fms", request.method, rule, response.status_code, elapsed)
+        log.info("%s %s %s %.1fms", request.method, rule, response.status_code, elapsed,
+                 extra={"route": rule, "method": request.method, "status": response.status_code,
+                        "ms": round(elapsed, 1)})
+        observe_request(rule, request.method, response.status_code, elapsed / 1000)
+        if request.endpoint == "cds.call" and request.method == "POST" and response.status_code != 404:
+            observe_hook_call((request.view_args or {}).get("service_id", ""), response.status_code)
+        sync_failures()
         return response
 
     from app.knowledge.loader import register_shipped_extensions

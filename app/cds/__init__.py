@@ -19,7 +19,7 @@ from flask import Blueprint, Response, current_app, g, request
 from app.auth.links import make_token
 from app.auth.public import primary_base
 from app.auth.scopes import FEEDBACK_SCOPE
-from app.cds.auth import Unauthorized, Verifier, load_issuers
+from app.cds.auth import IssuersFile, Unauthorized, Verifier
 from app.cds.registry import Registry
 from app.cds.tables import create_tables
 from app.conventions import RULES_SYSTEM
@@ -40,6 +40,8 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "CDS_CATALOGUE_URL": None,  # where the rule catalogue is published; default: this server's /cds-catalogue
     "CDS_SMART_LAUNCH_URL": None,  # a SMART app launch URL to offer on every card (link type smart)
     "CDS_CORS_ORIGINS": "*",
+    # development: a refused call's reason (the check that failed) in the 401's body and WWW-Authenticate
+    "CDS_DEBUG_REFUSALS": False,
     "CDS_FETCH_TIMEOUT": 3.0,
     "CDS_FETCH_CONNECT_TIMEOUT": 1.0,
     "CDS_FETCH_BATCH": True,  # fetch the templates as one FHIR batch, falling back to parallel reads
@@ -67,7 +69,7 @@ class CDSState:
     def __init__(self, app: Any):
         config = app.config
         self.registry = Registry(Path(config["CDS_HOOKS_DIR"]))
-        self.issuers = load_issuers(config.get("CDS_TRUSTED_ISSUERS"), config.get("CDS_TRUSTED_ISSUERS_FILE"))
+        self.issuers = IssuersFile(config.get("CDS_TRUSTED_ISSUERS"), config.get("CDS_TRUSTED_ISSUERS_FILE"))
         lbp = app.extensions["lbp"]
         store = lbp.store
         self.verifier = Verifier(lbp.auth.client_jwt, self.issuers, timeout=float(config["CDS_FETCH_TIMEOUT"]))
@@ -217,7 +219,12 @@ def _authenticate():
     try:
         g.cds_caller = state().verifier.verify(request.headers.get("Authorization"), endpoint_url(request.path))
     except Unauthorized as exc:
-        log.info("CDS call refused (401): %s", exc)
+        log.warning("CDS call refused (401): issuer %s: %s", exc.iss or "(none)", exc)
+        if current_app.config["CDS_DEBUG_REFUSALS"]:
+            reason = str(exc).replace('"', "'")
+            return Response(json.dumps({"error": "invalid_token", "error_description": str(exc),
+                                        "iss": exc.iss}), status=401, mimetype="application/json",
+                            headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{reason}"'})
         return Response(status=401, headers={"WWW-Authenticate": "Bearer"})
     return None
 
@@ -271,7 +278,11 @@ def call(service_id: str):
     check_request(body, service)  # raises unless body is a well-formed request
     assert isinstance(body, dict)
     check_hook_request(body, service.hook)  # the hook's context forms, fhirServer, valid R4 resources
-    return _json(run(service, body, g.get("cds_caller"), Links(state())))
+    from app.metrics import observe_cards
+
+    answer = run(service, body, g.get("cds_caller"), Links(state()))
+    observe_cards(service_id, answer.get("cards") if isinstance(answer, dict) else None)
+    return _json(answer)
 
 
 @bp.route("/cds-services/<service_id>/feedback", methods=["POST", "OPTIONS"])
@@ -308,7 +319,12 @@ def feedback_report():
 
 @bp.route("/cds-catalogue", methods=["GET"])
 def catalogue():
+    from app.cds.catalogue_page import render
+
     path = ROOT / "docs" / "catalogue.md"
     if not path.exists():
         raise FHIRError("not-found", "the rule catalogue is not installed", "catalogue", status=404)
-    return Response(path.read_text(encoding="utf-8"), mimetype="text/markdown")
+    text = path.read_text(encoding="utf-8")
+    if request.args.get("format") == "md":
+        return Response(text, mimetype="text/markdown")
+    return Response(render(text, _slug), mimetype="text/html")

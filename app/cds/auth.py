@@ -2,9 +2,11 @@
 
 The CDS flow's own checks: allowlisted `iss`; key from the issuer's configured JWKS (inline or URL) or
 from a `jku` header that is on the issuer's allowlist; `kid` required; `aud` = the URL of the endpoint
-called; `exp`, `iat`, `jti` required. The rest (ES384/RS384 only, signature, lifetime, the `jti` replay
-table shared by every worker and with SMART client assertions) is `app.auth.client_jwt`. Any failure is
-a bare 401; the reason goes to the log, the token never does.
+called; `exp`, `iat`, `jti` required; the issuers file is re-read when it changes. The rest (ES384/RS384
+only, signature, lifetime, the `jti` replay table shared by every worker and with SMART client assertions)
+is `app.auth.client_jwt`. Any failure is
+a 401; the reason goes to the log at WARNING with the claimed issuer (and to the caller only in the debug
+mode, LBP_CDS_DEBUG_REFUSALS); the token never does.
 """
 from __future__ import annotations
 
@@ -21,7 +23,43 @@ log = logging.getLogger("lbp.cds")
 
 
 class Unauthorized(Exception):
-    """Bare 401; the message is for the log only."""
+    """Bare 401; the message (the check that failed) is for the log and the debug mode, never the token."""
+
+    def __init__(self, message: str, iss: str | None = None):
+        super().__init__(message)
+        self.iss = iss
+
+
+class IssuersFile:
+    """The trusted issuers: inline ones plus the file's, re-read when the file changes (no restart needed)."""
+
+    def __init__(self, inline: Any, path: str | None):
+        self.inline = inline
+        self.path = path
+        self._stamp: tuple[float, int] | None = None
+        self.issuers: dict[str, Issuer] = {}
+        self.refresh()
+
+    def _current_stamp(self) -> tuple[float, int] | None:
+        try:
+            st = Path(self.path).stat() if self.path else None
+        except OSError:
+            return None
+        return (st.st_mtime, st.st_size) if st else None
+
+    def refresh(self) -> dict[str, Issuer]:
+        stamp = self._current_stamp()
+        if stamp != self._stamp or not self.issuers and self.inline:
+            try:
+                self.issuers = load_issuers(self.inline, self.path)
+                self._stamp = stamp
+                log.info("CDS trusted issuers: %d (from %s)", len(self.issuers), self.path or "configuration")
+            except (ValueError, KeyError, TypeError) as exc:  # a half-written or bad file: keep the last good set
+                log.error("CDS trusted issuers file %s not read: %s", self.path, exc)
+        return self.issuers
+
+    def get(self, iss: str) -> Issuer | None:
+        return self.issuers.get(iss)
 
 
 @dataclass
@@ -61,6 +99,17 @@ def load_issuers(inline: Any, path: str | None) -> dict[str, Issuer]:
     return out
 
 
+def _unverified_iss(token: str) -> str | None:
+    """The `iss` a refused token claims (for the log: which client to tell), or None."""
+    import jwt
+
+    try:
+        iss = jwt.decode(token, options={"verify_signature": False}).get("iss")
+    except jwt.PyJWTError:
+        return None
+    return iss[:200] if isinstance(iss, str) else None
+
+
 def _find(keys: list[dict[str, Any]], kid: str) -> dict[str, Any] | None:
     return next((k for k in keys if k.get("kid") == kid), None)
 
@@ -68,12 +117,16 @@ def _find(keys: list[dict[str, Any]], kid: str) -> dict[str, Any] | None:
 class Verifier:
     """The CDS flow over the shared client-JWT verifier: trusted issuers, their keys, kid required, aud the endpoint."""
 
-    def __init__(self, client_jwt: ClientJWTVerifier, issuers: dict[str, Issuer], timeout: float = 2.0):
+    def __init__(self, client_jwt: ClientJWTVerifier, issuers: dict[str, Issuer] | IssuersFile,
+                 timeout: float = 2.0):
         self.client_jwt = client_jwt
-        self.issuers = issuers
+        self.source = issuers if isinstance(issuers, IssuersFile) else None
+        self.issuers = issuers.issuers if isinstance(issuers, IssuersFile) else issuers
         self.jwks = JWKSCache(timeout)
 
     def verify(self, authorization: str | None, audiences: list[str]) -> Caller:
+        if self.source is not None:
+            self.issuers = self.source.refresh()
         if not authorization or not authorization.startswith("Bearer "):
             raise Unauthorized("no bearer token")
         token = authorization[len("Bearer "):].strip()
@@ -81,7 +134,7 @@ class Verifier:
             claims = self.client_jwt.verify(token, find_key=self._issuer_key, audience=audiences,
                                             require=("iss", "aud", "exp", "iat", "jti"))
         except JWTRefused as exc:
-            raise Unauthorized(str(exc)) from None
+            raise Unauthorized(str(exc), _unverified_iss(token)) from None
         tenant = claims.get("tenant")
         return Caller(str(claims["iss"]), claims.get("sub"), tenant if isinstance(tenant, str) else None)
 

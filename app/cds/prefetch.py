@@ -218,6 +218,7 @@ def resolve(
             return out
     futures = {key: _pool.submit(_fetch, server, query, token, timeout, until) for key, query in wanted.items()}
     failed: list[str] = []
+    refused: list[tuple[int, str]] = []  # (status, the server's reason) of fetches refused for the token
     for key, future in futures.items():
         try:
             out[key] = future.result(timeout=max(0.0, until - time.monotonic()))
@@ -232,9 +233,15 @@ def resolve(
                 continue
             log.warning("prefetch %s from fhirServer failed: HTTP %s", key, status)
             failed.append(key)
+            if status in (401, 403) and exc.response is not None:
+                refused.append((status, _refusal_reason(exc.response)))
         except (requests.RequestException, ValueError) as exc:
             log.warning("prefetch %s from fhirServer failed: %s", key, type(exc).__name__)
             failed.append(key)
+    if refused:
+        status, reason = refused[0]
+        raise FHIRError("precondition", _authorization_text(token, status, reason, sorted(failed)),
+                        "fhirAuthorization.access_token" if token else "fhirAuthorization", status=412)
     if failed:
         raise precondition(f"prefetch {', '.join(sorted(failed))} could not be fetched from fhirServer", failed[0])
     check_fetched({key: out[key] for key in wanted})
@@ -251,3 +258,32 @@ def check_fetched(fetched: Mapping[str, Any]) -> None:
         raise FHIRError("precondition", f"the fhirServer answered with an invalid resource: {err.issues[0].text}",
                         status=412, issues=[Issue("error", "processing", i.text, i.expression)
                                             for i in err.issues]) from None
+
+def _refusal_reason(response: requests.Response) -> str:
+    """The FHIR server's reason for refusing the token: WWW-Authenticate's error_description, else the outcome."""
+    m = re.search(r'error_description="([^"]*)"', response.headers.get("WWW-Authenticate", ""))
+    if m:
+        return m.group(1)
+    try:
+        return str(response.json()["issue"][0]["details"]["text"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return ""
+
+
+def _authorization_text(token: str | None, status: int, reason: str, keys: list[str]) -> str:
+    """412 text naming fhirAuthorization: missing, expired (its exp is past) or refused by the FHIR server."""
+    import time
+
+    import jwt
+
+    if not token:
+        what = "no fhirAuthorization was sent and fhirServer needs an access token"
+    else:
+        try:
+            exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+        except jwt.PyJWTError:
+            exp = None
+        expired = (isinstance(exp, (int, float)) and exp < time.time()) or "Expired" in reason
+        what = "fhirAuthorization has expired" if expired else "fhirAuthorization was refused by fhirServer"
+    detail = f"HTTP {status}" + (f": {reason}" if reason else "")
+    return f"{what} ({detail}); prefetch {', '.join(keys)} could not be fetched"

@@ -8,7 +8,7 @@ from app.auth import audit
 from app.auth.smart import smart_configuration
 from app.errors import FHIRError
 
-from . import capability, history, read, search, transaction, write
+from . import capability, history, patch, read, search, transaction, write
 from .http import check_format
 from .operations import dispatch, load_all
 
@@ -110,7 +110,7 @@ def type_history(rtype: str):
     return history.history(rtype)
 
 
-@bp.route("/<rtype>/<rid>", methods=["GET", "POST", "PUT", "DELETE"])
+@bp.route("/<rtype>/<rid>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
 def instance_level(rtype: str, rid: str):
     if rid.startswith("$"):
         return dispatch(rid[1:], rtype)
@@ -126,6 +126,10 @@ def instance_level(rtype: str, rid: str):
         audit.add_entities(f"{rtype}/{rid}")
         access.require_interaction("delete", rtype)
         return write.delete(rtype, rid)
+    if request.method == "PATCH":
+        audit.add_entities(f"{rtype}/{rid}")
+        access.require_interaction("patch", rtype)
+        return patch.patch(rtype, rid)
     raise FHIRError("not-supported", "POST on an instance is only for operations", f"{rtype}.id", status=405)
 
 

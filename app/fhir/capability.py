@@ -15,7 +15,7 @@ from .http import base_url, fhir_response
 from .operations import OPERATIONS, all_operations
 
 SOFTWARE_VERSION = "0.1.0"
-TYPE_INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "history-type", "create",
+TYPE_INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create",
                      "search-type"]
 
 
@@ -92,7 +92,9 @@ def _build(base: str, types: tuple[str, ...], _ops: tuple[str, ...]) -> dict:
         "documentation": "Search: token (system|code, :not, :in, :not-in), string (:exact, :contains), date with "
                          "prefixes, reference (Type/id, :Type), uri (:below, :above), number, quantity, :missing; "
                          "_count with next links, _sort, _include, _revinclude (one level), _summary=count|data|"
-                         "text|false, _elements. Chained parameters and _has are not supported. Unknown "
+                         "text|false, _elements; chained parameters and _has, one level each (deeper: 400). "
+                         "Read: _summary=true|data|text|false, _elements; _pretty. PATCH: JSON Patch and FHIRPath "
+                         "Patch, with If-Match. Unknown "
                          "parameters are ignored with a warning unless Prefer: handling=strict.",
         "resource": resources,
         "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],

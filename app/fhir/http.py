@@ -100,8 +100,17 @@ def base_url() -> str:
     return request.host_url.rstrip("/") + current_app.config["FHIR_BASE_PATH"]
 
 
+def pretty_requested() -> bool:
+    """`_pretty=true`: indented JSON (https://hl7.org/fhir/R4/http.html#general)."""
+    return request.args.get("_pretty", "").lower() == "true"
+
+
 def fhir_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    data = bytes(body) if isinstance(body, (bytes, bytearray)) else orjson.dumps(body)
+    if pretty_requested() and body:
+        parsed = orjson.loads(body) if isinstance(body, (bytes, bytearray)) else body
+        data = orjson.dumps(parsed, option=orjson.OPT_INDENT_2)
+    else:
+        data = bytes(body) if isinstance(body, (bytes, bytearray)) else orjson.dumps(body)
     resp = Response(data, status=status, mimetype=FHIR_JSON)
     resp.headers["Content-Type"] = FHIR_JSON + "; charset=utf-8"
     for k, v in (headers or {}).items():

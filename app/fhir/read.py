@@ -8,6 +8,7 @@ from app.errors import FHIRError
 from app.store.db import KNOWLEDGE_TYPES, Stored, http_date
 
 from .http import check_id, check_type, fhir_response, resource_response
+from .shaping import read_subset, shape
 
 
 def _not_found(res_type: str, res_id: str) -> FHIRError:
@@ -30,7 +31,16 @@ def read(res_type: str, res_id: str):
     if request.headers.get("If-None-Match") == stored.etag:
         return fhir_response(b"", 304, {"ETag": stored.etag})
     _audit_patient(stored)
-    return resource_response(stored)
+    return _subset_response(stored)
+
+
+def _subset_response(stored: Stored):
+    """The stored resource, or the subset `_summary` / `_elements` ask for."""
+    summary, elements = read_subset(request.args, stored.res_type)
+    if summary is None and not elements:
+        return resource_response(stored)
+    headers = {"ETag": stored.etag, "Last-Modified": http_date(stored.last_updated)}
+    return fhir_response(shape(stored.resource(), summary, elements), 200, headers)
 
 
 def vread(res_type: str, res_id: str, vid: str):
@@ -44,7 +54,7 @@ def vread(res_type: str, res_id: str, vid: str):
     if stored.deleted:
         raise _gone(stored)
     _audit_patient(stored)
-    return resource_response(stored)
+    return _subset_response(stored)
 
 
 def _audit_patient(stored: Stored) -> None:

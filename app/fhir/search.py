@@ -12,6 +12,7 @@ from app.errors import FHIRError, Issue, operation_outcome
 from app.store import search as engine
 from app.store.db import KNOWLEDGE_TYPES
 
+from . import chaining
 from .http import base_url, check_type, fhir_response, strict_handling
 
 MANDATORY_ELEMENTS = ("resourceType", "id", "meta")
@@ -31,6 +32,7 @@ def search(res_type: str):
 
 def search_bundle(res_type: str, items: list[tuple[str, str]]):
     lbp = current_app.extensions["lbp"]
+    items = chaining.rewrite(lbp.store, res_type, items, lbp.knowledge.valueset_matcher)
     req = engine.parse(lbp.store, res_type, items, strict=strict_handling())
     req.max_included = int(current_app.config["MAX_INCLUDED"])
     result = engine.execute(lbp.store, req, resolve_valueset=lbp.knowledge.valueset_matcher)

@@ -618,4 +618,5 @@ def pathway_status(
         issues=[i.to_fhir() for i in issues],
         not_evaluated=_not_evaluated(steps, conventions),
         failed_features=failures,
+        features=features,
     )

@@ -203,6 +203,8 @@ class PathwayStatus(JSONShape):
     issues: list[dict[str, Any]]  # OperationOutcome.issue
     not_evaluated: list[NotEvaluated] = field(default_factory=list)
     failed_features: list[dict[str, str]] = field(default_factory=list)  # FeatureFailure.to_dict()
+    # the case features the status was computed from, for callers that show them (not part of the JSON shape)
+    features: Any = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {

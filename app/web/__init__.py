@@ -18,6 +18,13 @@ def _language_links():
     return {"lang_url": lang_url}
 
 
+@bp.record_once
+def _tables(state) -> None:
+    from .sessions import create_tables
+
+    create_tables(state.app.extensions["lbp"].store.engine)
+
+
 @bp.after_request
 def _headers(response):
     # Pages carry patient data: never cached, never framed, no referrer leaking the link's token.

@@ -5,7 +5,6 @@ The access token comes in the Authorization header, or from an HttpOnly, SameSit
 """
 from __future__ import annotations
 
-import time
 from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,7 +21,7 @@ from app.errors import FHIRError
 from app.reasoning.status_result import PathwayStatus
 from app.store import search as engine
 
-from . import bp
+from . import bp, sessions
 from .artifacts import clinician_fields, patient_questionnaires, plotted_series
 from .i18n import choose_language, texts, translated
 
@@ -48,7 +47,7 @@ def _token_from_request() -> str | None:
         if scheme.lower() != "bearer" or not token.strip():
             raise NotAuthorized(401, "Authorization must be a Bearer token")
         return token.strip()
-    return request.cookies.get(COOKIE) or None
+    return None
 
 
 def authenticate_clinician(read_types: tuple[str, ...] = ("Patient", *RECORD_TYPES)) -> Principal | None:
@@ -60,12 +59,19 @@ def authenticate_clinician(read_types: tuple[str, ...] = ("Patient", *RECORD_TYP
         g.principal = None
         return None
     token = _token_from_request()
-    if not token:
+    cookie = request.cookies.get(COOKIE)
+    if token:
+        try:
+            principal = a.tokens.principal(token)
+        except AuthError as err:
+            raise NotAuthorized(401, err.description) from None
+    elif cookie:
+        found = sessions.principal(current_app.extensions["lbp"].store, cookie, current_app.config)
+        if found is None:
+            raise NotAuthorized(401, "The session has ended; sign in again")
+        principal = found
+    else:
         raise NotAuthorized(401, "An access token is required")
-    try:
-        principal = a.tokens.principal(token)
-    except AuthError as err:
-        raise NotAuthorized(401, err.description) from None
     g.principal = principal
     scopes = Scopes(principal.scope)
     refused = [t for t in read_types if not scopes.allows(t, "r")]
@@ -132,13 +138,18 @@ def start_session():
     target = request.form.get("next") or ""
     response = redirect(_safe_next(target) if target else url_for("web.clinician_session", started=1, lang=lang),
                         303)
-    response.set_cookie(COOKIE, token, max_age=max(0, int(principal.expires - time.time())), httponly=True,
+    secret = sessions.start(current_app.extensions["lbp"].store, principal)
+    hours = float(current_app.config.get("CLINICIAN_SESSION_HOURS", sessions.SESSION_HOURS))
+    response.set_cookie(COOKIE, secret, max_age=int(hours * 3600), httponly=True,
                         samesite="Strict", secure=request.is_secure, path="/")
     return response
 
 
 @bp.post("/clinician/session/end")
 def end_session():
+    secret = request.cookies.get(COOKIE)
+    if secret:
+        sessions.revoke(current_app.extensions["lbp"].store, secret)
     response = redirect(url_for("web.clinician_session"), 303)
     response.delete_cookie(COOKIE, path="/", samesite="Strict", httponly=True, secure=request.is_secure)
     return response
@@ -280,17 +291,29 @@ def pathway_view(patient_id: str, variant: str, lang: str) -> dict[str, Any] | N
     plan = kb.artifact(pathway, "PlanDefinition")
     if plan is None:
         raise FHIRError("not-found", f"PlanDefinition {pathway} is not loaded", "variant")
-    status = pathway_status(kb, plan, record, subject=patient)
-    fields = _case_fields(kb, plan, record, patient)
+    computed = pathway_status(kb, plan, record, subject=patient)
+    status = computed.to_dict()  # once: reading the result as a mapping builds its JSON shape each time
+    fields = _case_fields(kb, plan, record, patient, computed.features)
     actions = _actions_by_id(kb)
     step = status.get("step")
     collect = _questionnaires_to_collect(kb, status, lang)
     chart = _progress_chart(kb, record, lang)
+    clinical_lang = variants()[variant].language
+    next_step = _action_info(actions, step.get("because")) if step else None
+    fired = _fired(kb, status, record, clinical_lang)
     return {
+        "who": _who(patient, status.get("date"), lang),
+        "fired": fired,
+        "next_rules": _next_rules(next_step, fired),
+        "next_deadline": _next_deadline(status, next_step),
+        "missing_words": _missing_in_words(kb, plan, status, clinical_lang, lang, actions),
+        "step_display": _step_display(kb, status, clinical_lang),
+        "clinical_lang": clinical_lang,
+        "risk_display": _risk_display(kb, status, lang),
         "patient": patient,
         "variant": variant,
         "status": status,
-        "next_step": _action_info(actions, step.get("because")) if step else None,
+        "next_step": next_step,
         "recommendations": _recommendations(actions, status),
         "flags": status.get("flags", []),
         "screening": status.get("screening"),
@@ -308,20 +331,186 @@ def pathway_view(patient_id: str, variant: str, lang: str) -> dict[str, Any] | N
     }
 
 
+def _who(patient: dict[str, Any], today: str | None, lang: str) -> dict[str, Any]:
+    """Name, age and sex as the page's first line (the id only when the record has no name)."""
+    names = patient.get("name") or []
+    name = next((n for n in names if n.get("use") == "official"), names[0] if names else None)
+    text = None
+    if name:
+        text = name.get("text") or " ".join([*(name.get("given") or []), name.get("family") or ""]).strip()
+    born = _date(patient.get("birthDate"))
+    now = _date(today) or date.today()
+    age = None
+    if born:
+        age = now.year - born.year - ((now.month, now.day) < (born.month, born.day))
+    identifier = next((i.get("value") for i in patient.get("identifier") or [] if i.get("value")), None)
+    sex = texts("clinician", lang).get("sex", {}).get(patient.get("gender") or "unknown")
+    return {"name": text, "age": age, "sex": sex, "birthDate": patient.get("birthDate"), "identifier": identifier}
+
+
+def _concepts(kb: Any, system: str, lang: str) -> dict[str, str]:
+    """code -> display in `lang` (the concept's designation in that language, else its display)."""
+    out = {}
+    for concept in (kb.resolve(system, "CodeSystem") or {}).get("concept", []) or []:
+        shown = concept.get("display") or concept.get("code")
+        for d in concept.get("designation", []) or []:
+            if (d.get("language") or "").split("-")[0] == lang and d.get("value"):
+                shown = d["value"]
+                break
+        out[concept.get("code")] = shown
+    return out
+
+
+def _entry_words(resource: dict[str, Any] | None, fallback: str | None) -> dict[str, Any]:
+    """A record entry as a clinician reads it: what (code display or text), when."""
+    if resource is None:
+        return {"what": fallback, "when": None}
+    concept = resource.get("code") or {}
+    codings = concept.get("coding") or []
+    what = concept.get("text") or next((c.get("display") for c in codings if c.get("display")), None)
+    code = next((c.get("code") for c in codings if c.get("code")), None)
+    if what and code and code not in what:
+        what = f"{what} ({code})"
+    what = what or code or fallback
+    when = None
+    for key in ("onsetDateTime", "effectiveDateTime", "authored", "recordedDate", "performedDateTime", "issued"):
+        if resource.get(key):
+            when = str(resource[key])[:10]
+            break
+    return {"what": what, "when": when}
+
+
+def _fired(kb: Any, status: dict[str, Any], record: list[dict[str, Any]], lang: str) -> list[dict[str, Any]]:
+    """Each flag found, in the variant's language, with the record entries behind it."""
+    from app.reasoning.status import CONVENTIONS
+
+    rules = _concepts(kb, CONVENTIONS.rules_system, lang)
+    kinds = _concepts(kb, CONVENTIONS.flag_type_system, lang)
+    by_ref = {f"{r.get('resourceType')}/{r.get('id')}": r for r in record}
+    out = []
+    for f in status.get("flags", []):
+        evidence = [{"reference": e.get("reference"), **_entry_words(by_ref.get(e.get("reference") or ""),
+                                                                   e.get("display") or e.get("reference"))}
+                    for e in f.get("evidence", [])]
+        out.append({"rule": f["rule"], "type": f.get("type"), "kind": kinds.get(f.get("type"), f.get("type")),
+                    "display": rules.get(f["rule"]) or f.get("display") or f["rule"], "evidence": evidence})
+    return out
+
+
+def _risk_display(kb: Any, status: dict[str, Any], lang: str) -> str | None:
+    from app.reasoning.status import CONVENTIONS
+
+    screening = status.get("screening")
+    if not screening:
+        return None
+    return _concepts(kb, CONVENTIONS.risk_system, lang).get(str((screening.get("risk") or {}).get("code")))
+
+
+def _next_rules(next_step: dict[str, Any] | None, fired: list[dict[str, Any]]) -> list[str]:
+    """The next step's rules that actually fired (else all its rules, each once)."""
+    if not next_step:
+        return []
+    own = list(dict.fromkeys(next_step.get("rules") or []))
+    fired_rules = [r for r in own if any(f["rule"] == r for f in fired)]
+    return fired_rules or own
+
+
+def _next_deadline(status: dict[str, Any], next_step: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The deadline of the next step if it has one, else the earliest one that applies."""
+    deadlines = status.get("deadlines", [])
+    own = [d for d in deadlines if next_step and d.get("action") == next_step.get("id")]
+    ordered = sorted(own or deadlines, key=lambda d: d.get("due") or "")
+    return ordered[0] if ordered else None
+
+
+def _forms_of_features(kb: Any, plan: Any) -> dict[str, list[str]]:
+    """Case feature -> the patient questionnaires (ids) its value is read from, through the features it reads."""
+    library = kb.library_for(plan.resource)
+    if library is None:
+        return {}
+    offered = set(patient_questionnaires(kb))
+    direct: dict[str, set[str]] = {}
+    deps: dict[str, frozenset[str]] = {}
+    for feature in library.features:
+        text = feature.expression.text
+        direct[feature.name] = {q for q in offered if f"Questionnaire/{q}" in text or f"'{q}'" in text}
+        deps[feature.name] = feature.depends_on
+    variables = {}
+    for ext in library.resource.get("extension", []) or []:
+        value = ext.get("valueExpression") or {}
+        if value.get("name"):
+            variables[value["name"]] = value.get("expression", "")
+    out: dict[str, list[str]] = {}
+    for name in direct:
+        seen, stack, forms = set(), [name], set()
+        while stack:
+            current = stack.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            forms |= direct.get(current, set())
+            forms |= {q for q in offered if f"Questionnaire/{q}" in variables.get(current, "")}
+            stack.extend(deps.get(current, ()))
+        out[name] = sorted(forms)
+    return out
+
+
+def _step_display(kb: Any, status: dict[str, Any], lang: str) -> str | None:
+    from app.reasoning.status import CONVENTIONS
+
+    step = status.get("step") or {}
+    return _concepts(kb, CONVENTIONS.step_system, lang).get(str(step.get("code"))) or step.get("display")
+
+
+def _missing_in_words(kb: Any, plan: Any, status: dict[str, Any], clinical_lang: str,
+                      lang: str, actions: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the rules cannot decide for lack of data: the decisions in words, and the forms that collect it."""
+    from app.reasoning.status import CONVENTIONS
+
+    rules = _concepts(kb, CONVENTIONS.rules_system, clinical_lang)  # names of rules for untitled actions
+    forms = _forms_of_features(kb, plan)
+    out = []
+    for m in status.get("missing", []):
+        collected = []
+        for qid in forms.get(m["feature"], []):
+            questionnaire = kb.get("Questionnaire", qid) or {}
+            collected.append({"id": qid, "title": translated(questionnaire, "title", lang,
+                                                             questionnaire.get("language")) or qid})
+        # what waits for the fact: each blocked action by its title (the artifact's words), with its rules;
+        # an action without a title by its rules' names
+        decides: list[dict[str, Any]] = []
+        for b in m.get("blocks", []):
+            title = ((actions.get(b.get("action") or "") or {}).get("action") or {}).get("title")
+            codes = list(dict.fromkeys(b.get("rules", [])))
+            shown = title or ", ".join(rules.get(r, r) for r in codes[:3])
+            if shown and all(d["display"] != shown for d in decides):
+                decides.append({"display": shown, "rules": codes[:4], "more": max(0, len(codes) - 4)})
+        # the Library's descriptions are English: shown to English readers, the decisions in words to everyone
+        out.append({"decides": decides, "description": m.get("description") if lang == "en" else None,
+                    "forms": collected})
+    return out
+
+
 # Fields of the page -> the clinician-field tag of the case feature that fills them (app/web/artifacts.py).
 CASE_FIELDS = {"weeks_since_onset": "weeks-since-onset", "onset_date": "onset-date",
                "weeks_of_treatment": "weeks-of-treatment", "treatment_start": "treatment-start"}
 
 
-def _case_fields(kb: Any, plan: Any, record: list[dict[str, Any]], patient: dict[str, Any]) -> dict[str, Any]:
-    """The durations and dates the page shows, from the case features the Library tags for them."""
+def _case_fields(kb: Any, plan: Any, record: list[dict[str, Any]], patient: dict[str, Any],
+                 evaluated: Any = None) -> dict[str, Any]:
+    """The durations and dates the page shows, from the case features the Library tags for them.
+
+    `evaluated` is the status's own evaluation of the features (each feature is evaluated once per view).
+    """
     from app.reasoning.features import evaluate_features, patient_context
 
     library = kb.library_for(plan.resource)
     if library is None:
         return dict.fromkeys(CASE_FIELDS)
-    values = evaluate_features(kb, library, patient_context(record, subject=patient, terminology=kb.terminology))
-    features = values.values()
+    if evaluated is None or evaluated.library.resource is not library.resource:
+        evaluated = evaluate_features(kb, library, patient_context(record, subject=patient,
+                                                                   terminology=kb.terminology))
+    features = evaluated.values()
     named = clinician_fields(library.resource)
     return {field: _first_value(features.get(named.get(tag, ""), [])) for field, tag in CASE_FIELDS.items()}
 
@@ -396,6 +585,11 @@ def _variant() -> str:
     return variant
 
 
+def _page_title(view: dict[str, Any], clin: dict[str, Any]) -> str:
+    who = view["who"]
+    return f"{who['name'] or clin['patient']} – {clin['title']}"
+
+
 def _render_pathway(patient_id: str, *, link: str | None = None, link_error: str | None = None):
     g.web_audit = True
     n = note()
@@ -415,7 +609,8 @@ def _render_pathway(patient_id: str, *, link: str | None = None, link_error: str
         return render_template("clinician_refused.html", ui=texts("ui", lang), clin=clin, lang=lang,
                                title=clin["not_found"], message=clin["not_found"], status=404, next=None), 404
     return render_template("clinician.html", ui=texts("ui", lang), clin=clin, lang=lang, v=view,
-                           variants=variant_codes(), languages=LANGUAGES, title=clin["title"], link=link,
+                           variants=variant_codes(), languages=LANGUAGES, title=_page_title(view, clin),
+                           link=link, variant_labels={code: v.label for code, v in variants().items()},
                            link_error=link_error, patient_id=patient_id, wide=True)
 
 

@@ -140,3 +140,50 @@ def test_dev_switch_disables_checks_loudly(tmp_path, keys, jwks_host, caplog):
         assert app.test_client().get("/cds-services").status_code == 200
     finally:
         app.extensions["lbp"].store.dispose()
+
+
+def test_refusal_reason_is_logged_at_warning_with_the_issuer_never_the_token(cds_app, keys, caplog):
+    token = mint(keys, AUD, exp_in=-120, iat_offset=-300)
+    with caplog.at_level(logging.WARNING, logger="lbp.cds"):
+        _refused(_post(cds_app, token))
+    refusals = [r for r in caplog.records if "CDS call refused" in r.getMessage()]
+    assert refusals and refusals[0].levelno == logging.WARNING
+    message = refusals[0].getMessage()
+    assert ISSUER in message and "xpired" in message and token not in message
+
+
+def test_debug_mode_returns_the_reason_and_is_off_by_default(cds_app, keys):
+    assert cds_app.config["CDS_DEBUG_REFUSALS"] is False
+    cds_app.config["CDS_DEBUG_REFUSALS"] = True
+    try:
+        r = _post(cds_app, mint(keys, AUD, iss="https://unknown.example"))
+    finally:
+        cds_app.config["CDS_DEBUG_REFUSALS"] = False
+    assert r.status_code == 401
+    assert r.get_json() == {"error": "invalid_token", "error_description": "iss not trusted",
+                            "iss": "https://unknown.example"}
+    assert 'error_description="iss not trusted"' in r.headers["WWW-Authenticate"]
+
+
+def test_issuers_file_is_reread_when_it_changes(tmp_path, keys, jwks_host):
+    import json
+    import os
+
+    from app import create_app
+    from tests.cds.conftest import cds_config
+
+    issuers_file = tmp_path / "issuers.json"
+    issuers_file.write_text(json.dumps({"issuers": []}))
+    config = cds_config(tmp_path, keys, jwks_host.url, CDS_TRUSTED_ISSUERS=None,
+                        CDS_TRUSTED_ISSUERS_FILE=str(issuers_file), LOAD_ARTIFACTS=False)
+    application = create_app(config)
+    try:
+        client = application.test_client()
+        aud = "http://localhost/cds-services"
+        assert client.get("/cds-services", headers={"Authorization": f"Bearer {mint(keys, aud)}"}).status_code == 401
+        issuers_file.write_text(json.dumps({"issuers": [{"iss": ISSUER, "jwks": keys.jwks()}]}))
+        later = time.time() + 5
+        os.utime(issuers_file, (later, later))
+        assert client.get("/cds-services", headers={"Authorization": f"Bearer {mint(keys, aud)}"}).status_code == 200
+    finally:
+        application.extensions["lbp"].store.dispose()

@@ -64,6 +64,11 @@ def test_gunicorn_workers_share_the_replay_cache_and_serve_cards(tmp_path, keys)
             again = requests.post(url, json=body, headers={"Authorization": f"Bearer {token}",
                                                            "Connection": "close"}, timeout=10)
             assert again.status_code == 401
+        # /metrics adds up every worker's samples: the 1 + 8 calls above, whichever worker served them
+        for _ in range(4):
+            metrics = requests.get(base + "/metrics", headers={"Connection": "close"}, timeout=10).text
+            assert 'lbp_cds_hook_calls_total{service="lbp-order-sign-se",status="200"} 1.0' in metrics
+            assert 'lbp_cds_hook_calls_total{service="lbp-order-sign-se",status="401"} 8.0' in metrics
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)

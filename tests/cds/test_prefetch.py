@@ -87,3 +87,20 @@ def test_one_batch_or_parallel_reads_give_the_same_cards(live):
     assert batched.status_code == reads.status_code == 200
     assert rules_of(validate_response(batched.json())) == rules_of(validate_response(reads.json()))
     assert rules_of(batched.json()["cards"]).get("I6") == "warning"
+
+
+def test_expired_fhir_authorization_is_named_in_the_412(live, cds_app):
+    with cds_app.app_context():
+        expired = cds_app.extensions["lbp"].auth.tokens.mint("cds-service", "system/*.rs", -60)
+    r = live.post(PV, hook_request("patient-view", "cancer", prefetch=None, **_server(live, access_token=expired)))
+    assert r.status_code == 412
+    issue = r.json()["issue"][0]
+    assert issue["details"]["text"].startswith("fhirAuthorization has expired (HTTP 401")
+    assert issue["expression"] == ["fhirAuthorization.access_token"]
+
+
+def test_refused_fhir_authorization_is_named_in_the_412(live):
+    r = live.post(PV, hook_request("patient-view", "cancer", prefetch=None,
+                                   **_server(live, access_token="not-a-token")))
+    assert r.status_code == 412
+    assert r.json()["issue"][0]["details"]["text"].startswith("fhirAuthorization was refused by fhirServer (HTTP 401")

@@ -208,3 +208,18 @@ def test_danish_red_flag_card_names_the_flag_that_fired(cds):
     card = next(c for c in cards if c["source"]["topic"]["code"].startswith("RF"))
     assert card["source"]["topic"]["code"] == "RF4"
     assert card["summary"].startswith("Rødt flag")
+
+
+def test_catalogue_is_html_with_the_anchors_cards_link_to(cds, cds_app):
+    cards = validate_response(cds.post("/cds-services/lbp-patient-view-se",
+                                       hook_request("patient-view", "cancer")).get_json())
+    anchors = {c["source"]["url"].split("#", 1)[1] for c in cards if "#" in c["source"].get("url", "")}
+    assert anchors
+    page = cds_app.test_client().get("/cds-catalogue")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    assert "<h3 id=" in html and "###" not in html
+    for anchor in anchors:
+        assert f'id="{anchor}"' in html, anchor
+    raw = cds_app.test_client().get("/cds-catalogue?format=md")
+    assert raw.mimetype == "text/markdown" and raw.get_data(as_text=True).startswith("# Rule catalogue")

@@ -367,3 +367,85 @@ def test_information_pages_are_accessible(server, browser, variant, lang):
     if variant == "midtjylland":
         assert browser.find_elements(By.CSS_SELECTOR, '.calendar li[aria-current="date"]')
     shot(browser, f"info-{variant}-{lang}-360")
+
+
+def _seed_named_red_flag(server) -> str:
+    """A named 71-year-old with low back pain for 10 days and previous breast cancer (RF4 and RF1 fire)."""
+    from datetime import date, timedelta
+
+    active = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]}
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:p", "resource": {
+            "resourceType": "Patient", "birthDate": date(date.today().year - 71, 2, 1).isoformat(),
+            "gender": "female", "name": [{"family": "Lindqvist", "given": ["Astrid"]}],
+            "identifier": [{"system": "urn:test", "value": "19550201-2386"}]},
+         "request": {"method": "POST", "url": "Patient"}},
+        {"fullUrl": "urn:uuid:c", "resource": {
+            "resourceType": "Condition", "subject": {"reference": "urn:uuid:p"}, "clinicalStatus": active,
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "M54.5", "display": "Lumbago"}]},
+            "onsetDateTime": (date.today() - timedelta(days=10)).isoformat()},
+         "request": {"method": "POST", "url": "Condition"}},
+        {"fullUrl": "urn:uuid:ca", "resource": {
+            "resourceType": "Condition", "subject": {"reference": "urn:uuid:p"}, "clinicalStatus": active,
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "C50.9",
+                                 "display": "Bröstcancer"}]}, "onsetDateTime": "2019-04-11"},
+         "request": {"method": "POST", "url": "Condition"}}]}
+    r = requests.post(server.base + "/fhir", json=bundle, timeout=30, headers={
+        "Content-Type": "application/fhir+json", "Authorization": f"Bearer {server.token('writer')}"})
+    assert r.status_code == 200, r.text
+    return r.json()["entry"][0]["response"]["location"].split("/")[1]
+
+
+def _in_first_screen(driver, element_id: str) -> bool:
+    return driver.execute_script(
+        "const r = document.getElementById(arguments[0]).getBoundingClientRect();"
+        "return r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight;", element_id)
+
+
+@pytest.mark.parametrize(("label", "width", "height"), [("phone-390", 390, 844), ("desktop-1280", 1280, 900)])
+def test_first_screen_holds_name_next_step_deadline_and_fired_flags(server, label, width, height):
+    pid = _seed_named_red_flag(server)
+    driver = _browser(width=width, height=height)
+    try:
+        sign_in(driver, server, f"/patients/{pid}/pathway")
+        driver.get(f"{server.base}/patients/{pid}/pathway?lang=sv")
+        driver.set_window_size(width, height)
+        driver.execute_script("window.scrollTo(0, 0)")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(SCREENSHOTS / f"clinician-first-screen-{label}.png"))
+        assert driver.execute_script("return window.innerWidth") <= width
+        who = driver.find_element(By.CSS_SELECTOR, "#who h1").text
+        assert who == "Astrid Lindqvist"
+        assert "71 år" in driver.find_element(By.ID, "who").text
+        for element_id in ("who", "next-deadline", "flags"):
+            assert _in_first_screen(driver, element_id), f"#{element_id} is below the first screen at {label}"
+        assert driver.execute_script(
+            "return document.querySelector('#next-step .next-title').getBoundingClientRect().bottom "
+            "<= window.innerHeight")
+        flags = driver.find_element(By.ID, "flags").text
+        assert "Röd flagga: tidigare cancersjukdom" in flags and "Bröstcancer (C50.9) (2019-04-11)" in flags
+        # the history is folded: its plot is not shown until opened
+        assert not driver.find_element(By.ID, "plot").is_displayed()
+        assert axe_violations(driver) == []
+        shot(driver, f"clinician-full-page-{label}")
+    finally:
+        _close(driver)
+
+
+def test_copy_button_appears_with_javascript_and_the_field_without(server):
+    pid = server.seed_patient()
+    for javascript in (True, False):
+        driver = _browser(javascript=javascript, width=390, height=844)
+        try:
+            sign_in(driver, server, f"/patients/{pid}/pathway")
+            driver.execute_script("document.querySelector('form[action*=\"/pathway/link\"]').submit()") \
+                if javascript else driver.find_element(
+                    By.CSS_SELECTOR, 'form[action*="/pathway/link"] button[type=submit]').click()
+            field = wait_for(driver, lambda d: d.find_elements(By.ID, "patient-link-field"))[0]
+            assert field.get_attribute("value").startswith(server.base + "/q/")
+            assert field.get_attribute("readonly") is not None
+            assert driver.find_element(By.ID, "copy-link").is_displayed() is javascript
+            assert _in_first_screen(driver, "link-created") or driver.execute_script(
+                "return document.getElementById('link-created').getBoundingClientRect().top < window.innerHeight")
+        finally:
+            _close(driver)

@@ -1,4 +1,7 @@
-"""Command-line tool: serve, load, validate, export, conformance, report, demo."""
+"""Command-line tool: serve, load, token, client, cds, validate, export, report, demo, conformance.
+
+Errors are one line (the cause and what to do); `--debug` shows the traceback instead.
+"""
 from __future__ import annotations
 
 import argparse
@@ -32,13 +35,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         pass
     db = app.config["DATABASE_URL"]
     base = f"http://{args.host}:{os.environ['PORT']}"
+    _remember_base(base)
     print(f"FHIR server: {base}{app.config['FHIR_BASE_PATH']}  (database: {db.split('@')[-1]})", flush=True)
     if app.extensions["lbp"].auth.disabled:
         print("WARNING: authentication is DISABLED (LBP_AUTH_DISABLED=true)", flush=True)
     else:
         print("Patient data needs an access token. Register a local client and get one:\n"
               "  .venv/bin/lbp client add demo\n"
-              f"  {_curl_line('demo', base)}", flush=True)
+              "  .venv/bin/lbp token demo", flush=True)
     app.extensions["lbp"].store.dispose()
     # Fewer malloc arenas: threaded workers otherwise keep a large bundle's memory in per-thread arenas.
     env = dict(os.environ, LBP_LOAD_ARTIFACTS="false")
@@ -53,8 +57,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ client
 
-def _curl_line(client_id: str, base: str) -> str:
-    return (f"curl -s {base}/auth/token -d grant_type=client_credentials -d scope='system/*.cruds' "
+class CLIError(Exception):
+    """A failure the user can act on: printed as one line, exit status `code`."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+BASE_FILE = ROOT / "var" / "server-base"
+
+
+def _remember_base(base: str) -> None:
+    """Where `lbp serve` listens, so that printed recipes and `lbp token` name the running port."""
+    try:
+        BASE_FILE.parent.mkdir(parents=True, exist_ok=True)
+        BASE_FILE.write_text(base + "\n")
+    except OSError:
+        pass
+
+
+def default_base() -> str:
+    """The running server's base: PORT if set, else what `lbp serve` last recorded, else port 8080."""
+    if os.environ.get("PORT"):
+        return f"http://127.0.0.1:{os.environ['PORT']}"
+    try:
+        recorded = BASE_FILE.read_text().strip()
+    except OSError:
+        recorded = ""
+    return recorded or "http://127.0.0.1:8080"
+
+
+def _curl_line(client_id: str, base: str, scope: str) -> str:
+    return (f"curl -s {base}/auth/token -d grant_type=client_credentials -d scope='{scope}' "
             "-d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer "
             f"-d client_assertion=$(.venv/bin/lbp client assertion {client_id} --base {base})")
 
@@ -73,18 +108,58 @@ def cmd_link_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_client_add(args: argparse.Namespace) -> int:
+    from app.auth.clients import ClientRegistry
     from app.auth.local import register_client
 
     app_config = _config_only()
+    exists = ClientRegistry(app_config["CLIENTS_FILE"]).get(args.client_id) is not None or \
+        (Path(args.key_dir) / f"{args.client_id}.pem").exists()
+    if exists and not args.rotate:
+        raise CLIError(f"client '{args.client_id}' already exists; replacing its key breaks whatever trusts the "
+                       f"old one. Use --rotate to replace it, or choose another name")
     try:
         pem = register_client(app_config["CLIENTS_FILE"], args.client_id, args.scope, args.key_dir, args.alg)
     except ValueError as exc:
-        print(f"client not registered: {exc}", file=sys.stderr)
-        return 2
-    base = f"http://127.0.0.1:{os.environ.get('PORT', '8080')}"
-    print(f"registered client '{args.client_id}' (scopes: {args.scope}); private key: {pem}")
-    print("get an access token (valid 5 minutes):")
-    print(f"  {_curl_line(args.client_id, base)}")
+        raise CLIError(f"client not registered: {exc}") from None
+    base = args.base or default_base()
+    action = "rotated the key of" if exists else "registered"
+    print(f"{action} client '{args.client_id}' (scopes: {args.scope}); private key: {pem}")
+    print(f"get an access token for {base} (valid 5 minutes):")
+    print(f"  .venv/bin/lbp token {args.client_id} --base {base}")
+    print("or with curl:")
+    print(f"  {_curl_line(args.client_id, base, args.scope)}")
+    return 0
+
+
+def fetch_token(client_id: str, key_dir: str | Path, base: str, scope: str | None = None) -> dict:
+    """A fresh access token from the server's token endpoint (SMART Backend Services, signed assertion)."""
+    import requests
+
+    from app.auth.clients import ClientRegistry
+    from app.auth.local import token_request
+
+    pem = Path(key_dir) / f"{client_id}.pem"
+    if not pem.exists():
+        raise CLIError(f"no key for client '{client_id}' in {key_dir}; register it with: lbp client add {client_id}")
+    if scope is None:
+        registered = ClientRegistry(_config_only()["CLIENTS_FILE"]).get(client_id)
+        scope = registered.scope if registered is not None else "system/*.rs"
+    url = base.rstrip("/") + "/auth/token"
+    r = requests.post(url, data=token_request(client_id, pem, url, scope), timeout=30)
+    if r.status_code != 200:
+        try:
+            detail = r.json().get("error_description") or r.json().get("error")
+        except ValueError:
+            detail = r.text[:200]
+        raise CLIError(f"the token endpoint {url} refused: HTTP {r.status_code}: {detail}")
+    return r.json()
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    answer = fetch_token(args.client_id, args.key_dir, args.base or default_base(), args.scope)
+    print(answer["access_token"])
+    if sys.stderr.isatty():
+        print(f"(scopes: {answer.get('scope')}; expires in {answer.get('expires_in')} s)", file=sys.stderr)
     return 0
 
 
@@ -93,9 +168,9 @@ def cmd_client_assertion(args: argparse.Namespace) -> int:
 
     pem = Path(args.key_dir) / f"{args.client_id}.pem"
     if not pem.exists():
-        print(f"lbp client assertion: no key for '{args.client_id}' in {args.key_dir}", file=sys.stderr)
-        return 1
-    print(client_assertion(args.client_id, pem, args.base.rstrip("/") + "/auth/token"))
+        raise CLIError(f"no key for '{args.client_id}' in {args.key_dir}; register it with: "
+                       f"lbp client add {args.client_id}")
+    print(client_assertion(args.client_id, pem, (args.base or default_base()).rstrip("/") + "/auth/token"))
     return 0
 
 
@@ -149,19 +224,55 @@ def _as_bundle(body: bytes) -> tuple[bytes, int]:
     return orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries}), len(entries)
 
 
-def _progress(done: int, total: int, resources: int, started: float) -> None:
-    stream = sys.stderr
-    width = 30
-    filled = int(width * done / total) if total else width
-    rate = resources / max(time.perf_counter() - started, 1e-9)
-    stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} files  {resources} resources  "
-                 f"{rate:,.0f}/s")
-    stream.flush()
+class Progress:
+    """Resources loaded, with rate and ETA: a tqdm bar on a terminal, plain lines (no `\\r`) in a log."""
+
+    LINE_EVERY = 5.0  # seconds between lines when not on a terminal
+
+    def __init__(self, files: int, total: int, quiet: bool):
+        self.files, self.total, self.quiet = files, total, quiet
+        self.started = time.perf_counter()
+        self.last_line = 0.0
+        self.bar = None
+        if not quiet and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="res", unit_scale=True, file=sys.stderr, dynamic_ncols=True)
+
+    def update(self, done_files: int, resources: int, added: int) -> None:
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{done_files}/{self.files} files")
+            self.bar.update(added)
+            return
+        now = time.perf_counter()
+        if done_files < self.files and now - self.last_line < self.LINE_EVERY:
+            return
+        self.last_line = now
+        elapsed = now - self.started
+        rate = resources / max(elapsed, 1e-9)
+        left = (self.total - resources) / rate if rate > 0 and self.total >= resources else 0.0
+        print(f"loaded {done_files}/{self.files} files, {resources:,}/{self.total:,} resources, {rate:,.0f}/s, "
+              f"elapsed {elapsed:,.0f} s, ETA {left:,.0f} s", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _count(path: Path) -> int:
+    try:
+        return _as_bundle(_read_json(path))[1]
+    except (OSError, ValueError):
+        return 0
 
 
 def cmd_load(args: argparse.Namespace) -> int:
     files = _bundle_files(args.paths)
     headers = {"Content-Type": "application/fhir+json"}
+    if args.url and args.client and not args.token:
+        args.token = _client_token(args)
     if args.url and args.token:
         headers["Authorization"] = f"Bearer {args.token}"
     if args.url:
@@ -171,6 +282,9 @@ def cmd_load(args: argparse.Namespace) -> int:
 
         def post(body: bytes):
             r = session.post(args.url.rstrip("/"), data=body, headers=headers, timeout=600)
+            if r.status_code == 401 and args.client:  # the token ran out mid-load: a fresh one, the file again
+                headers["Authorization"] = f"Bearer {_client_token(args)}"
+                r = session.post(args.url.rstrip("/"), data=body, headers=headers, timeout=600)
             return r.status_code, r.content
     else:
         config = {"LOAD_ARTIFACTS": False}
@@ -188,8 +302,10 @@ def cmd_load(args: argparse.Namespace) -> int:
             return r.status_code, r.data
 
     started = time.perf_counter()
+    progress = Progress(len(files), 0 if args.quiet else sum(_count(p) for p in files), args.quiet)
     resources = 0
     failures: list[str] = []
+    stopped = None
     for i, path in enumerate(files, 1):
         try:
             body, n = _as_bundle(_read_json(path))
@@ -197,22 +313,36 @@ def cmd_load(args: argparse.Namespace) -> int:
             failures.append(f"{path.name}: cannot read ({exc})")
             continue
         status, content = post(body)
+        added = 0
+        if status in (401, 403) and args.url:
+            # every further file would fail the same way: stop here and say how to go on
+            stopped = (f"stopped after {i - 1} of {len(files)} files: the server refused the access token "
+                       f"(HTTP {status}: {_outcome_text(content)}). Get a new one with `lbp token CLIENT`, or let "
+                       "the load renew it: --client CLIENT")
+            break
         if status >= 300:
             failures.append(f"{path.name}: HTTP {status}: {_outcome_text(content)}")
         else:
             errors = _batch_errors(content)
             failures.extend(f"{path.name}: {e}" for e in errors)
-            resources += n - len(errors)
-        if not args.quiet:
-            _progress(i, len(files), resources, started)
+            added = n - len(errors)
+            resources += added
+        progress.update(i, resources, added)
+    progress.close()
     elapsed = time.perf_counter() - started
-    if not args.quiet:
-        sys.stderr.write("\n")
     for f in failures:
         print(f"failed: {f}", file=sys.stderr)
+    if stopped:
+        print(f"resources: {resources}  seconds: {elapsed:.1f}  failures: {len(failures)}")
+        raise CLIError(stopped, code=2)
     print(f"resources: {resources}  seconds: {elapsed:.1f}  resources/s: {resources / max(elapsed, 1e-9):,.0f}  "
           f"failures: {len(failures)}")
     return 1 if failures else 0
+
+
+def _client_token(args: argparse.Namespace) -> str:
+    base = args.url.rstrip("/").rsplit("/fhir", 1)[0]
+    return str(fetch_token(args.client, args.key_dir, base)["access_token"])
 
 
 def _outcome_text(content: bytes) -> str:
@@ -221,7 +351,8 @@ def _outcome_text(content: bytes) -> str:
         issue = oo["issue"][0]
         return f"{issue['details']['text']} at {', '.join(issue.get('expression', []))}"
     except (ValueError, KeyError, IndexError, TypeError):
-        return content[:200].decode(errors="replace")
+        text = content[:200].decode(errors="replace")
+        return "(an HTML page: is the URL the FHIR base, ending in /fhir?)" if text.lstrip().startswith("<") else text
 
 
 def _batch_errors(content: bytes) -> list[str]:
@@ -333,6 +464,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_conformance(args: argparse.Namespace) -> int:
     from app.validation import conformance
 
+    if not Path(args.package).exists():
+        raise CLIError(f"{args.package}: no such file; give the path of hl7.fhir.r4.examples-4.0.1.tgz "
+                       "(the official R4 examples package)")
     return conformance.main([args.package])
 
 
@@ -411,37 +545,63 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lbp-pathway")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from app.cli import cds as cli_cds
+
     parser = argparse.ArgumentParser(prog="lbp", description="Low back pain pathway FHIR server")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"lbp {_version()}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    key_dir = str(ROOT / "var" / "keys")
 
     p = sub.add_parser("serve", help="load the artifact folders and start the server (gunicorn)")
-    p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"),
+                   help="address to listen on (default: HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")),
+                   help="port to listen on (default: PORT or 8080)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("load", help="load Bundles or resources (files, folders, .json.bz2)")
-    p.add_argument("paths", nargs="+")
-    p.add_argument("--url", help="FHIR base of a running server (default: write to the database directly "
-                                 "through the same code path)")
+    p.add_argument("paths", nargs="+", help="files or folders of FHIR JSON (Bundles or single resources)")
+    p.add_argument("--url", help="FHIR base of a running server, e.g. http://127.0.0.1:8080/fhir (default: write "
+                                 "to the database directly through the same code path)")
     p.add_argument("--token", default=os.environ.get("LBP_TOKEN"), help="access token for --url (or LBP_TOKEN)")
+    p.add_argument("--client", help="registered client to get (and renew) the access token with, for --url")
+    p.add_argument("--key-dir", default=key_dir, help="folder of the clients' private keys")
     p.add_argument("--no-validate", action="store_true", help="skip validation (bulk loads of trusted data)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress output, only the summary")
     p.set_defaults(func=cmd_load)
 
+    p = sub.add_parser("token", help="print a fresh access token for a registered client")
+    p.add_argument("client_id", metavar="CLIENT", help="the client registered with `lbp client add`")
+    p.add_argument("--scope", help="scopes to ask for (default: all the client is registered for)")
+    p.add_argument("--base", help="server base URL (default: the running server's, as `lbp serve` recorded it)")
+    p.add_argument("--key-dir", default=key_dir, help="folder of the clients' private keys")
+    p.set_defaults(func=cmd_token)
+
     p = sub.add_parser("client", help="register local system clients (SMART Backend Services)")
-    csub = p.add_subparsers(dest="client_command", required=True)
-    key_dir = str(ROOT / "var" / "keys")
+    csub = p.add_subparsers(dest="client_command", required=True, metavar="SUBCOMMAND")
     c = csub.add_parser("add", help="generate a key pair, register the public key, print how to get a token")
-    c.add_argument("client_id")
-    c.add_argument("--scope", default="system/*.cruds")
-    c.add_argument("--alg", choices=["ES384", "RS384"], default="ES384")
-    c.add_argument("--key-dir", default=key_dir)
+    c.add_argument("client_id", metavar="CLIENT", help="a name for the client")
+    c.add_argument("--scope", default="system/*.cruds", help="scopes the client may ask for (default: %(default)s)")
+    c.add_argument("--alg", choices=["ES384", "RS384"], default="ES384", help="signing algorithm of the key")
+    c.add_argument("--key-dir", default=key_dir, help="folder for the private key (mode 600)")
+    c.add_argument("--rotate", action="store_true", help="replace the key of an existing client")
+    c.add_argument("--base", help="server base URL for the printed recipe (default: the running server's)")
     c.set_defaults(func=cmd_client_add)
     c = csub.add_parser("assertion", help="print a signed client assertion (JWT, 4 minutes) for the token endpoint")
-    c.add_argument("client_id")
-    c.add_argument("--base", default=f"http://127.0.0.1:{os.environ.get('PORT', '8080')}")
-    c.add_argument("--key-dir", default=key_dir)
+    c.add_argument("client_id", metavar="CLIENT", help="the registered client")
+    c.add_argument("--base", help="server base URL (the assertion's audience is its /auth/token)")
+    c.add_argument("--key-dir", default=key_dir, help="folder of the clients' private keys")
     c.set_defaults(func=cmd_client_assertion)
 
     p = sub.add_parser("link", help="patient questionnaire links")
@@ -451,27 +611,30 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--issuer", help="a CDS client's JWT iss: every link minted for its calls so far")
     c.set_defaults(func=cmd_link_revoke)
 
+    cli_cds.add_commands(sub, key_dir)
+
     p = sub.add_parser("validate", help="validate resource files; exit status 1 on errors")
-    p.add_argument("paths", nargs="+")
+    p.add_argument("paths", nargs="+", help="files or folders of FHIR JSON")
     p.add_argument("--all-warnings", action="store_true", help="list every warning, not a few per kind")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("export", help="a Bundle of the stored knowledge artifacts")
-    p.add_argument("--variant", choices=sorted(VARIANT_PATHWAYS))
-    p.add_argument("-o", "--output")
+    p.add_argument("--variant", choices=sorted(VARIANT_PATHWAYS), help="only this variant's artifacts")
+    p.add_argument("-o", "--output", help="file to write (default: standard output)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("report", help="the indicators of a variant: a table and an HTML page with monthly plots")
-    p.add_argument("--variant", required=True)
+    p.add_argument("--variant", required=True, help="the variant whose indicators to compute")
     p.add_argument("--period", required=True, help="START/END, e.g. 2026-01-01/2026-12-31")
     p.add_argument("-o", "--output", help="HTML file (default report-<variant>-<start>-<end>.html)")
     p.add_argument("--lang", default="en", choices=["en", "sv", "da"], help="language of the indicator titles")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="a deterministic demo cohort of pathway patients")
-    p.add_argument("--variant", required=True, choices=["se", "skane", "midtjylland"])
-    p.add_argument("--patients", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--variant", required=True, choices=["se", "skane", "midtjylland"],
+                   help="the variant whose pathway the patients follow")
+    p.add_argument("--patients", type=int, default=1000, help="how many patients (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=1, help="random seed: the same seed gives the same cohort")
     p.add_argument("--year", type=int, default=2026, help="the year the new visits fall in")
     p.add_argument("-o", "--output", help="write a transaction Bundle to this file instead of loading it")
     p.add_argument("--url", help="FHIR base of a running server (default: the local database)")
@@ -480,11 +643,47 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("conformance", help="validate every official R4 example")
     p.add_argument("package", nargs="?", default=str(ROOT.parent / "shared" / "data" /
-                                                      "hl7.fhir.r4.examples-4.0.1.tgz"))
+                                                      "hl7.fhir.r4.examples-4.0.1.tgz"),
+                   help="path of hl7.fhir.r4.examples-4.0.1.tgz")
     p.set_defaults(func=cmd_conformance)
+    return parser
 
+
+def _one_line(exc: BaseException, args: argparse.Namespace) -> str:
+    """The cause of a failure, and what to do, in one line."""
+    import requests
+
+    if isinstance(exc, CLIError):
+        return str(exc)
+    if isinstance(exc, requests.ConnectionError):
+        target = exc.request.url if exc.request is not None else "the server"
+        cause = "the name does not resolve" if "NameResolution" in str(exc) or "Name or service" in str(exc) \
+            else "connection refused"
+        return f"cannot reach {target}: {cause}. Is the server running (make run), and is the URL right?"
+    if isinstance(exc, requests.Timeout):
+        return "the server did not answer in time; try again, or check its log"
+    if isinstance(exc, requests.RequestException):
+        return f"HTTP request failed: {exc}"
+    if isinstance(exc, FileNotFoundError):
+        return f"{exc.filename}: no such file or directory"
+    if isinstance(exc, PermissionError):
+        return f"{exc.filename}: permission denied"
+    return f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("lbp: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"lbp {args.command}: {_one_line(exc, args)}", file=sys.stderr)
+        return exc.code if isinstance(exc, CLIError) else 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,111 @@
+"""Patient/[id]/$everything — the patient and the resources that refer to them, as a paged searchset.
+
+https://hl7.org/fhir/R4/patient-operation-everything.html. "Refer to them" is each type's `patient`
+(else `subject`) search parameter, where it can point to a Patient (AuditEvents excluded). Only the types
+the access token may read are searched (the others are named in an outcome entry); every resource returned is audited.
+Parameters: `_since` (lastUpdated on or after), `_type` (comma-separated types), `_count` and `_offset` paging.
+"""
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from flask import current_app, request
+
+from app import auth as access
+from app.auth import audit
+from app.errors import FHIRError, Issue, operation_outcome
+from app.store import search as engine
+from app.store.db import KNOWLEDGE_TYPES
+
+from ..http import base_url, check_id, fhir_response
+from . import operation
+
+DEFAULT_COUNT = 100
+
+
+def _compartment_param(store, res_type: str) -> str | None:
+    params = store.search_params.params_for(res_type)
+    for name in ("patient", "subject"):
+        sp = params.get(name)
+        if sp is not None and sp.type == "reference" and ("Patient" in sp.target or "Any" in sp.target):
+            return name
+    return None
+
+
+def _int(name: str, default: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) > high:
+        raise FHIRError("invalid", f"{name} must be an integer 0…{high}, got '{raw}'", name)
+    return int(raw)
+
+
+@operation("everything", types=frozenset({"Patient"}), type_level=False, instance=True, idempotent=True,
+           definition="http://hl7.org/fhir/OperationDefinition/Patient-everything")
+def everything(res_type: str, res_id: str | None):
+    assert res_id is not None
+    check_id(res_id, "Patient")
+    lbp = current_app.extensions["lbp"]
+    store = lbp.store
+    patient = store.read("Patient", res_id)
+    if patient is None or patient.deleted:
+        raise FHIRError("not-found", f"Patient/{res_id} is not known", "Patient.id")
+    since = request.args.get("_since")
+    wanted = request.args.get("_type")
+    # the audit trail is about access to the record, not part of it
+    types = sorted(t for t in lbp.resource_types if t not in KNOWLEDGE_TYPES and t not in ("Patient", "AuditEvent")
+                   and _compartment_param(store, t))
+    if wanted:
+        asked = [t.strip() for t in wanted.split(",") if t.strip()]
+        unknown = [t for t in asked if t != "Patient" and t not in types]
+        if unknown:
+            raise FHIRError("not-supported", f"_type: {', '.join(unknown)} not in the patient compartment", "_type")
+        types = [t for t in types if t in asked]
+    include_patient = not wanted or "Patient" in wanted.split(",")
+    withheld = [t for t in types if not access.allowed(t, "r")]
+    types = [t for t in types if t not in withheld]
+    count = _int("_count", DEFAULT_COUNT, engine.MAX_COUNT)
+    offset = _int("_offset", 0, 10**9)
+
+    found = []
+    if include_patient and (not since or patient.last_updated.isoformat() >= since):
+        found.append(patient)
+    for t in types:
+        criteria = [(_compartment_param(store, t) or "patient", f"Patient/{res_id}"), ("_sort", "_id")]
+        if since:
+            criteria.append(("_lastUpdated", f"ge{since}"))
+        page = 0
+        while True:
+            req = engine.parse(store, t, [*criteria, ("_count", str(engine.MAX_COUNT)),
+                                          ("_offset", str(page))], strict=True)
+            result = engine.execute(store, req, resolve_valueset=lbp.knowledge.valueset_matcher)
+            found.extend(result.matches)
+            page += engine.MAX_COUNT
+            if page >= result.total:
+                break
+    total = len(found)
+    base = base_url()
+    entries = []
+    for stored in found[offset:offset + count]:
+        audit.add_entities(f"{stored.res_type}/{stored.res_id}")
+        entries.append({"fullUrl": f"{base}/{stored.res_type}/{stored.res_id}", "resource": stored.resource(),
+                        "search": {"mode": "match"}})
+    if withheld:
+        entries.append({"resource": operation_outcome([Issue(
+            "information", "suppressed", f"Not searched, the access token does not cover them: {', '.join(withheld)}",
+            ["Patient/$everything"])]), "search": {"mode": "outcome"}})
+    echo = [(k, v) for k, v in request.args.items(multi=True) if k in ("_since", "_type")] + [("_count", str(count))]
+
+    def url(at: int) -> str:
+        return f"{base}/Patient/{res_id}/$everything?{urlencode([*echo, ('_offset', str(at))])}"
+
+    links = [{"relation": "self", "url": url(offset)}]
+    if offset + count < total:
+        links.append({"relation": "next", "url": url(offset + count)})
+    if offset > 0:
+        links.append({"relation": "previous", "url": url(max(0, offset - count))})
+    bundle = {"resourceType": "Bundle", "type": "searchset", "total": total, "link": links}
+    if entries:
+        bundle["entry"] = entries
+    return fhir_response(bundle)
