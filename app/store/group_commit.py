@@ -3,12 +3,12 @@
 A CDS call or a SMART client assertion must record its `jti` before it is answered, and a replay must be
 refused by every worker and every host: a unique insert into one table does that. One transaction per
 call, though, costs a commit (an fsync on SQLite, a round trip and WAL flush on PostgreSQL) per request.
-Here a writer thread per process collects the rows that arrive within a few milliseconds (or up to a batch
-size), inserts them with one `INSERT … ON CONFLICT DO NOTHING RETURNING key` in one transaction and tells
-each waiting caller whether its row went in. The caller still waits for the commit, so a replay is refused
-before its response, across processes and hosts, exactly as with one transaction per call; two rows with
-the same key in one batch are decided in the process (the first wins). If the transaction fails, every
-caller of the batch gets the exception (nothing is accepted that was not committed).
+Here writer threads per process take every row that queued while the previous commit was in flight (on
+a busy server, several calls' worth), insert them with one `INSERT … ON CONFLICT DO NOTHING RETURNING key` in
+one transaction and tell each waiting caller whether its row went in. The caller still waits for the commit,
+so a replay is refused before its response, across processes and hosts, exactly as with one transaction per
+call; two rows with the same key in one batch are decided in the process (the first wins). If the
+transaction fails, every caller of the batch gets the exception (nothing is accepted that was not committed).
 """
 from __future__ import annotations
 
@@ -40,13 +40,15 @@ class _Pending:
 class UniqueInserts:
     """Rows of `table` whose `key` must be new, inserted by a per-process writer thread in grouped commits.
 
-    `window` is how long the writer waits for more rows after the first one arrives (seconds), `max_batch`
-    the most rows one transaction takes. `housekeeping(conn)` runs inside a batch's transaction, at most
+    A writer takes every row queued while the previous commit was in flight (no added wait by default;
+    `window` seconds of waiting for more rows may be set), at most `max_batch` per transaction.
+    `housekeeping(conn)` runs inside a batch's transaction, at most
     every `housekeeping_every` seconds (the replay table deletes expired rows there).
     """
 
-    def __init__(self, store: Any, table: Table, key: str, *, window: float = 0.002, max_batch: int = 256,
-                 housekeeping: Callable[[Any], None] | None = None, housekeeping_every: float = 60.0):
+    def __init__(self, store: Any, table: Table, key: str, *, window: float = 0.0, max_batch: int = 256,
+                 housekeeping: Callable[[Any], None] | None = None, housekeeping_every: float = 60.0,
+                 writers: int | None = None):
         self.store = store
         self.table = table
         self.key = key
@@ -57,7 +59,10 @@ class UniqueInserts:
         self._housekept = 0.0
         self._queue: list[_Pending] = []
         self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
+        # SQLite takes one writer at a time; on PostgreSQL a few writers keep batches in flight while one
+        # waits for its commit's round trips
+        self.writers = writers if writers is not None else (1 if store.dialect == "sqlite" else 3)
+        self._threads: list[threading.Thread] = []
         ref = weakref.WeakMethod(self._after_fork)
         os.register_at_fork(after_in_child=lambda: (ref() or (lambda: None))())
         self.batches = 0  # transactions committed (for benchmarks)
@@ -77,16 +82,19 @@ class UniqueInserts:
         return pending.inserted
 
     def _ensure_writer(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, daemon=True, name=f"group-commit-{self.table.name}")
-            self._thread.start()
+        if len(self._threads) < self.writers or not all(t.is_alive() for t in self._threads):
+            self._threads = [t for t in self._threads if t.is_alive()]
+            while len(self._threads) < self.writers:
+                thread = threading.Thread(target=self._run, daemon=True, name=f"group-commit-{self.table.name}")
+                thread.start()
+                self._threads.append(thread)
 
     def _after_fork(self) -> None:
         # a gunicorn worker is a fork of the master: the master's writer thread, its lock and its callers
         # do not exist in it
         self._cond = threading.Condition()
         self._queue = []
-        self._thread = None
+        self._threads = []
 
     def _run(self) -> None:
         while True:
