@@ -17,12 +17,16 @@ log = logging.getLogger("lbp")
 DEFAULTS: dict[str, Any] = {
     "DATABASE_URL": f"sqlite:///{ROOT / 'var' / 'lbp.db'}",
     "FHIR_BASE_PATH": "/fhir",
-    "PUBLIC_BASE_URL": None,  # absolute base for links; default: from the request
+    # absolute base(s) for links and the audience of client JWTs; default: the bind address (app/auth/public.py)
+    "PUBLIC_BASE_URL": None,
+    "PRODUCTION": False,  # production mode: refuses to start without PUBLIC_BASE_URL
     "VALIDATE_WRITES": True,
     # "write": R4 JSON schema + own checks on every write; "full" adds the R4B models ($validate always does)
     "WRITE_VALIDATION_LEVEL": "write",
     "MAX_BUNDLE_ENTRIES": 5000,
     "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,
+    "MAX_INCLUDED": 1000,  # _include/_revinclude resources per search page; beyond it 400
+    "MAX_RESPONSE_BYTES": 32 * 1024 * 1024,  # a search page larger than this is refused (400)
     "LOAD_ARTIFACTS": True,
     "ARTIFACT_DIRS": [str(ROOT / "valuesets"), str(ROOT / "questionnaires"), str(ROOT / "plandefinitions")],
     "DEFAULT_VARIANT": "se",
@@ -60,6 +64,26 @@ def _env_overrides() -> dict[str, Any]:
     return out
 
 
+def _open(app: Flask) -> LBP:
+    """The services on the configured database; one clear log line and exit when it cannot be written."""
+    from app.store.db import _ProbeDone
+    from app.store.errors import storage_cause
+
+    try:
+        lbp = LBP(app)
+        try:
+            lbp.store.probe_write()
+        except _ProbeDone:
+            pass
+    except Exception as exc:
+        found = storage_cause(exc)
+        if found is None:
+            raise
+        log.critical("cannot start: %s (%s)", found[1], app.config["DATABASE_URL"].split("@")[-1])
+        raise SystemExit(3) from None  # gunicorn: the worker failed to boot, the server stops
+    return lbp
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(DEFAULTS)
@@ -78,7 +102,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         log.addHandler(handler)
     log.setLevel(os.environ.get("LOG_LEVEL", "info").upper())
-    lbp = LBP(app)
+    from app.auth.public import check_configuration
+
+    check_configuration(app)
+    lbp = _open(app)
     app.extensions["lbp"] = lbp
 
     from app.auth.smart import bp as smart_bp
@@ -99,7 +126,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz():
+        """Liveness: the process answers. Readiness is /readyz."""
         return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz():
+        """Readiness: knowledge loaded and compiled; a load balancer sends traffic only after 200."""
+        if not lbp.knowledge.ready:
+            return {"status": "loading knowledge"}, 503
+        return {"status": "ready"}
 
     @app.before_request
     def _start_timer() -> None:
@@ -122,6 +157,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                 log.error("artifact not loaded: %s", f)
         log.info("knowledge artifacts: %d loaded, %d unchanged, %d failed",
                  report.loaded, report.unchanged, len(report.failures))
+    # Before the first request: knowledge compiled and CDS services built, so that a fresh worker (gunicorn
+    # imports this factory before its accept loop) never answers from half-loaded knowledge, and its first
+    # request is as fast as a warm one.
+    lbp.knowledge.refresh(force=True)
+    app.extensions["lbp_cds"].registry.services(lbp.knowledge.base, app.config["DEFAULT_VARIANT"],
+                                                 warm_now=True)
     return app
 
 

@@ -58,11 +58,28 @@ def _curl_line(client_id: str, base: str) -> str:
             f"-d client_assertion=$(.venv/bin/lbp client assertion {client_id} --base {base})")
 
 
+def cmd_link_revoke(args: argparse.Namespace) -> int:
+    from app.auth.links import revoke
+
+    if bool(args.link_id) == bool(args.issuer):
+        print("give exactly one of --link-id and --issuer", file=sys.stderr)
+        return 2
+    app = _app(LOAD_ARTIFACTS=False)
+    revoke(app.extensions["lbp"].store, link_id=args.link_id, issuer=args.issuer)
+    app.extensions["lbp"].store.dispose()
+    print(f"revoked: {'link ' + args.link_id if args.link_id else 'every link minted so far for ' + args.issuer}")
+    return 0
+
+
 def cmd_client_add(args: argparse.Namespace) -> int:
     from app.auth.local import register_client
 
     app_config = _config_only()
-    pem = register_client(app_config["CLIENTS_FILE"], args.client_id, args.scope, args.key_dir, args.alg)
+    try:
+        pem = register_client(app_config["CLIENTS_FILE"], args.client_id, args.scope, args.key_dir, args.alg)
+    except ValueError as exc:
+        print(f"client not registered: {exc}", file=sys.stderr)
+        return 2
     base = f"http://127.0.0.1:{os.environ.get('PORT', '8080')}"
     print(f"registered client '{args.client_id}' (scopes: {args.scope}); private key: {pem}")
     print("get an access token (valid 5 minutes):")
@@ -398,6 +415,13 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--base", default=f"http://127.0.0.1:{os.environ.get('PORT', '8080')}")
     c.add_argument("--key-dir", default=key_dir)
     c.set_defaults(func=cmd_client_assertion)
+
+    p = sub.add_parser("link", help="patient questionnaire links")
+    lsub = p.add_subparsers(dest="link_command", required=True)
+    c = lsub.add_parser("revoke", help="revoke one link (--link-id) or every link minted for a CDS issuer (--issuer)")
+    c.add_argument("--link-id", help="the link's id (the jti in its token; the agent's patient-link:<id>)")
+    c.add_argument("--issuer", help="a CDS client's JWT iss: every link minted for its calls so far")
+    c.set_defaults(func=cmd_link_revoke)
 
     p = sub.add_parser("validate", help="validate resource files; exit status 1 on errors")
     p.add_argument("paths", nargs="+")

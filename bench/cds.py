@@ -121,6 +121,7 @@ def main() -> None:
         engine.dispose()
     public = "http://cds.bench.test"  # one audience for every master, as behind a load balancer
     env = {"LBP_CDS_TRUSTED_ISSUERS_FILE": str(issuers), "LBP_CDS_BENCH_FLOOR": "true",
+           "LBP_CDS_ALLOW_LOCAL_FHIR_SERVER": "true",  # the fhirServer below is this machine
            "LBP_CDS_TODAY": TODAY.isoformat(), "LBP_VALIDATE_WRITES": "false", "LBP_CDS_PUBLIC_BASE_URL": public}
     print(f"database: {db.split('://')[0]}, {args.masters} gunicorn master(s); "
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs", flush=True)

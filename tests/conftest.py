@@ -111,3 +111,15 @@ class FhirClient:
 @pytest.fixture
 def fhir(client):
     return FhirClient(client)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The generated-input test's figures (requests per interaction, answers >= 500) in every run's summary."""
+    import sys
+
+    module = next((m for name, m in list(sys.modules.items()) if name.endswith("test_generated_input")), None)
+    counts = getattr(module, "COUNTS", None)
+    if counts:
+        errors = sum(getattr(module, "SERVER_ERRORS", {}).values())
+        terminalreporter.write_line(f"generated bad input: {sum(counts.values())} requests, {errors} answers >= 500 "
+                                    f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")

@@ -133,8 +133,41 @@ def test_killed_server_leaves_whole_transaction_or_nothing(tmp_path, delay):
         count = c.exec_driver_sql("SELECT count(*) FROM resources WHERE res_type = 'Patient'").scalar_one()
         index_rows = c.exec_driver_sql(
             "SELECT count(*) FROM idx_token WHERE res_type = 'Patient' AND param = 'identifier'").scalar_one()
+        audit_events = c.exec_driver_sql("SELECT count(*) FROM resources WHERE res_type = 'AuditEvent'").scalar_one()
     store.dispose()
     assert count in (0, n)
+    if count == n:
+        assert audit_events >= 1  # a committed write has its AuditEvent: it commits in the same transaction
     assert index_rows == count  # the index is never ahead of or behind the resources
     if outcome.get("status") == 200:
         assert count == n
+
+
+def test_a_restarted_worker_answers_only_from_loaded_knowledge(tmp_path):
+    """kill -9 of a worker: the one gunicorn starts in its place serves complete knowledge from its first request."""
+    db = f"sqlite:///{tmp_path / 'ready.db'}"
+    # CDS client authentication off: discovery is the probe here (a JWT per probe would only add noise)
+    srv = Gunicorn(db, tmp_path, LBP_CLIENTS_FILE=str(tmp_path / "clients.json"), LBP_CDS_AUTH_DISABLED="true").start(
+        [sys.executable, "-m", "app.cli", "serve"])
+    try:
+        expected = {s["id"] for s in requests.get(srv.base + "/cds-services", timeout=10).json()["services"]}
+        assert expected
+        # lbp serve execs gunicorn in its own process: its children are the workers
+        workers = subprocess.run(["pgrep", "-P", str(srv.proc.pid)], capture_output=True, text=True).stdout.split()
+        assert workers
+        os.kill(int(workers[0]), signal.SIGKILL)
+        results: list = []
+
+        def discover() -> None:
+            r = requests.get(srv.base + "/cds-services", timeout=60)
+            results.append((r.status_code, {s["id"] for s in r.json()["services"]} if r.ok else r.text[:200]))
+
+        threads = [threading.Thread(target=discover) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(status == 200 and ids == expected for status, ids in results), results
+        assert requests.get(srv.base + "/readyz", timeout=10).status_code == 200
+    finally:
+        srv.stop()

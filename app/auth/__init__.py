@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, g, request
@@ -15,7 +16,7 @@ from flask import Flask, current_app, g, request
 from app.errors import FHIRError
 from app.store.db import KNOWLEDGE_TYPES
 
-from .client_jwt import ClientJWTVerifier, ReplayCache
+from .client_jwt import MAX_TOKEN_BYTES, ClientJWTVerifier, ReplayCache
 from .clients import ClientRegistry
 from .scopes import PERMISSION, Scopes
 from .tokens import AuthError, Principal, TokenService
@@ -33,6 +34,8 @@ class AuditNote:
     entities: list[str] = field(default_factory=list)  # references: Type/id
     query: str | None = None
     sensitive: bool = False  # touches patient data (or was refused)
+    queries: list[tuple[str, str]] = field(default_factory=list)  # conditional lookups: (type, query)
+    audited_in_write: bool = False  # the request's AuditEvent was committed with its write
 
 
 class Auth:
@@ -42,10 +45,19 @@ class Auth:
         self.clients = ClientRegistry(app.config["CLIENTS_FILE"])
         self.client_jwt = client_jwt  # SMART client assertions and CDS Hooks calls share it
         self.tokens = TokenService(store, self.clients, issuer=app.config.get("AUTH_ISSUER") or "lbp-pathway",
-                                   verifier=client_jwt)
+                                   verifier=client_jwt, key_pem=_secret(app, "SIGNING_KEY"))
         if self.disabled:
             log.warning("AUTHENTICATION IS DISABLED (LBP_AUTH_DISABLED=true): anyone can read and write "
                         "patient data. Development only.")
+
+
+def _secret(app: Flask, name: str) -> str | None:
+    """A secret from `LBP_<name>_FILE` (a file) or `LBP_<name>` (the environment), not from the database."""
+    path = app.config.get(f"{name}_FILE")
+    if path:
+        return Path(path).read_text(encoding="utf-8").strip()
+    value = app.config.get(name)
+    return str(value) if value else None
 
 
 def auth() -> Auth:
@@ -67,6 +79,8 @@ def authenticate() -> Principal | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise unauthorized("invalid_request", "Authorization must be a Bearer token")
+    if len(token) > MAX_TOKEN_BYTES:
+        raise unauthorized("invalid_token", "The access token is too long")
     try:
         g.principal = auth().tokens.principal(token.strip())
     except AuthError as err:
@@ -96,6 +110,11 @@ def require(resource_type: str, permission: str, where: str | None = None) -> No
     n = note()
     if resource_type not in KNOWLEDGE_TYPES:
         n.sensitive = True
+    if resource_type == "AuditEvent" and permission in ("c", "u", "d"):
+        # The audit trail is append-only: only the server writes it, whatever a client's (wildcard) scope.
+        n.sensitive = True
+        raise FHIRError("forbidden", "AuditEvents are written by this server only; they cannot be created, "
+                        "changed or deleted through the API", where or resource_type, status=403)
     if allowed(resource_type, permission):
         return
     if g.get("principal") is None and not auth().disabled:

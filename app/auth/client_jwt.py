@@ -31,6 +31,10 @@ ALGORITHMS = ("ES384", "RS384")
 LEEWAY = 30
 MAX_LIFETIME = 300  # both specifications ask clients for exp at most five minutes ahead
 PURGE_EVERY = 60.0
+# Claim sizes: a JWT is stored (jti) and logged about (iss); nothing legitimate comes near these bounds.
+MAX_TOKEN_BYTES = 16 * 1024
+MAX_CLAIM_CHARS = 255
+MAX_AUDIENCES = 8
 
 
 class JWTRefused(Exception):
@@ -112,6 +116,8 @@ class ClientJWTVerifier:
     def verify(self, token: str, *, find_key: KeyFinder, audience: str | Sequence[str],
                require: Sequence[str] = ("iss", "aud", "exp", "jti")) -> dict[str, Any]:
         """The claims of a valid, first-seen client JWT; JWTRefused otherwise."""
+        if len(token) > MAX_TOKEN_BYTES:
+            raise JWTRefused(f"the JWT is longer than {MAX_TOKEN_BYTES} bytes")
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
@@ -123,21 +129,36 @@ class ClientJWTVerifier:
         iss = unverified.get("iss")
         if not isinstance(iss, str) or not iss:
             raise JWTRefused("iss is missing")
+        check_claim_sizes(unverified)
         key = find_key(unverified, header, alg)
         try:
             claims: dict[str, Any] = jwt.decode(
                 token, key, algorithms=[alg], audience=list(audience) if not isinstance(audience, str) else audience,
-                issuer=iss, leeway=LEEWAY, options={"require": list(require)},
+                issuer=iss, leeway=LEEWAY, options={"require": list(dict.fromkeys([*require, "iat"]))},
             )
         except jwt.PyJWTError as exc:
             raise JWTRefused(f"rejected: {type(exc).__name__}") from None
         now = time.time()
         if float(claims["exp"]) > now + MAX_LIFETIME + LEEWAY:
             raise JWTRefused("exp is more than 5 minutes ahead")
-        if "iat" in claims and float(claims["iat"]) > now + LEEWAY:
+        if float(claims["iat"]) > now + LEEWAY:
             raise JWTRefused("iat is in the future")
+        if float(claims["exp"]) - float(claims["iat"]) > MAX_LIFETIME:
+            raise JWTRefused("the JWT's lifetime (exp - iat) is over 5 minutes")
         self.replay.remember(iss, str(claims["jti"]), float(claims["exp"]))
         return claims
+
+
+def check_claim_sizes(claims: dict[str, Any]) -> None:
+    """Refuse oversized identifying claims before anything is looked up or stored."""
+    for name in ("iss", "sub", "jti", "kid", "tenant"):
+        value = claims.get(name)
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_CLAIM_CHARS):
+            raise JWTRefused(f"{name} must be a string of at most {MAX_CLAIM_CHARS} characters")
+    aud = claims.get("aud")
+    auds = aud if isinstance(aud, list) else [aud]
+    if len(auds) > MAX_AUDIENCES or any(not isinstance(a, str) or len(a) > 2048 for a in auds if a is not None):
+        raise JWTRefused("aud is too large")
 
 
 def jwk_key(jwk: dict[str, Any], alg: str) -> Any:

@@ -69,6 +69,11 @@ class ClientRegistry:
         return self._clients.get(client_id)
 
     def add(self, client_id: str, scope: str, jwks: dict[str, Any] | None = None, jwks_uri: str | None = None) -> None:
+        from .scopes import granular
+
+        if granular(scope):
+            raise ValueError(f"granular scopes are not supported (they would be widened to the whole type): "
+                             f"{' '.join(granular(scope))}")
         data = json.loads(self.path.read_text()) if self.path.exists() else {"clients": []}
         data["clients"] = [c for c in data["clients"] if c["client_id"] != client_id]
         entry: dict[str, Any] = {"client_id": client_id, "scope": scope}

@@ -15,15 +15,17 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
 from flask import current_app, request, url_for
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from app.auth.public import primary_base
 from app.conventions import LANGUAGES, variant_codes
-from app.store.schema import web_secrets
+from app.store.schema import link_revocations, web_secrets
 
 DEFAULT_EXPIRES_IN = 14 * 24 * 3600
 IDENTIFIER_SYSTEM = "urn:lbp-pathway:link"
@@ -37,7 +39,7 @@ class LinkError(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
-        self.status = 410 if reason == "expired" else 403
+        self.status = 410 if reason in ("expired", "revoked") else 403
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class PatientLink:
     variant: str
     expires: float
     start: str | None = None  # start of the pathway (YYYY-MM-DD), for the eight-week calendar
+    issuer: str | None = None  # the CDS client (JWT iss) whose call minted the link; None: a clinician's link
+    issued: float = 0.0
 
     def identifier_value(self, questionnaire_id: str) -> str:
         """The QuestionnaireResponse.identifier value: one response per link and questionnaire."""
@@ -58,7 +62,9 @@ class PatientLink:
 def secret_key() -> bytes:
     """The signing secret: config `SECRET_KEY` / `LBP_SECRET_KEY`, else a generated one stored in the database."""
     app = current_app
-    configured = app.config.get("LBP_SECRET_KEY") or app.config.get("SECRET_KEY")
+    secret_file = app.config.get("LINK_SECRET_FILE")
+    configured = (Path(secret_file).read_text(encoding="utf-8").strip() if secret_file else None) or \
+        app.config.get("LBP_SECRET_KEY") or app.config.get("SECRET_KEY")
     if configured:
         return configured.encode() if isinstance(configured, str) else bytes(configured)
     cached = app.extensions.get("lbp_web_secret")
@@ -97,7 +103,8 @@ def _sign(payload: str) -> str:
 
 def make_token(patient_id: str, questionnaire_ids: list[str] | tuple[str, ...], *, lang: str | None = None,
                variant: str | None = None, expires_in: float = DEFAULT_EXPIRES_IN,
-               start: str | None = None) -> str:
+               start: str | None = None, issuer: str | None = None) -> str:
+    """A signed link; `issuer` records the CDS client whose call it was minted for (revocable per issuer)."""
     variant = variant or current_app.config.get("DEFAULT_VARIANT") or "se"
     if variant not in variant_codes():
         raise ValueError(f"unknown variant {variant!r} (one of {', '.join(variant_codes())})")
@@ -106,7 +113,9 @@ def make_token(patient_id: str, questionnaire_ids: list[str] | tuple[str, ...], 
     if not questionnaire_ids:
         raise ValueError("a patient link names at least one questionnaire")
     body: dict[str, Any] = {"jti": uuid.uuid4().hex, "pid": patient_id, "q": list(questionnaire_ids),
-                            "var": variant, "exp": int(time.time() + expires_in)}
+                            "var": variant, "exp": int(time.time() + expires_in), "iat": int(time.time())}
+    if issuer:
+        body["iss"] = issuer
     if lang:
         body["lang"] = lang
     if start:
@@ -118,21 +127,42 @@ def make_token(patient_id: str, questionnaire_ids: list[str] | tuple[str, ...], 
 def read_token(token: str, *, now: float | None = None) -> PatientLink:
     """The link a token names; LinkError('tampered') on a bad signature, LinkError('expired') after exp."""
     payload, _, signature = token.partition(".")
-    if not payload or not signature or not hmac.compare_digest(_sign(payload), signature):
+    if not payload or not signature or not (payload + signature).isascii() or \
+            not hmac.compare_digest(_sign(payload), signature):
         raise LinkError("tampered")
     try:
         body = orjson.loads(_unb64(payload))
         link = PatientLink(str(body["jti"]), str(body["pid"]), tuple(str(q) for q in body["q"]),
-                           body.get("lang"), str(body.get("var") or "se"), float(body["exp"]), body.get("start"))
+                           body.get("lang"), str(body.get("var") or "se"), float(body["exp"]), body.get("start"),
+                           str(body["iss"]) if body.get("iss") else None, float(body.get("iat") or 0))
     except (ValueError, KeyError, TypeError):
         raise LinkError("tampered") from None
     if (now if now is not None else time.time()) >= link.expires:
         raise LinkError("expired")
+    if _revoked(link):
+        raise LinkError("revoked")
     return link
 
 
+def _revoked(link: PatientLink) -> bool:
+    keys = [f"jti:{link.link_id}"] + ([f"iss:{link.issuer}"[:300]] if link.issuer else [])
+    with current_app.extensions["lbp"].store.engine.connect() as conn:
+        rows = conn.execute(select(link_revocations.c.key, link_revocations.c.revoked)
+                            .where(link_revocations.c.key.in_(keys))).all()
+    # a link is revoked by its own entry, or by its issuer's entry made after the link was minted
+    return any(key.startswith("jti:") or link.issued <= revoked for key, revoked in rows)
+
+
+def revoke(store: Any, *, link_id: str | None = None, issuer: str | None = None) -> None:
+    """Revoke one link (its id, the `jti`), or every link minted so far for a CDS issuer."""
+    key = f"jti:{link_id}" if link_id else f"iss:{issuer}"[:300]
+    with store.transaction() as tx:
+        tx.conn.execute(delete(link_revocations).where(link_revocations.c.key == key))
+        tx.conn.execute(insert(link_revocations).values(key=key, revoked=time.time()))
+
+
 def public_base() -> str:
-    base = current_app.config.get("PUBLIC_BASE_URL")
+    base = primary_base(current_app.config.get("PUBLIC_BASE_URL"))
     if base:
         return str(base).rstrip("/")
     try:

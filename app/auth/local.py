@@ -31,6 +31,11 @@ def public_jwk(key, alg: str, kid: str) -> dict:
 def register_client(clients_file: str | Path, client_id: str, scope: str, key_dir: str | Path,
                     alg: str = "ES384") -> Path:
     """Writes `<key_dir>/<client_id>.pem` (private key, mode 600) and registers its public JWKS."""
+    from .scopes import granular
+
+    if granular(scope):
+        raise ValueError(f"granular scopes are not supported (they would be widened to the whole type): "
+                         f"{' '.join(granular(scope))}")
     key = generate_key(alg)
     kid = uuid.uuid4().hex[:16]
     key_dir = Path(key_dir)

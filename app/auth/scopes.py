@@ -26,6 +26,8 @@ def parse_scope(scope: str) -> Grant | None:
         perms = {"read": "rs", "write": "cud", "*": "cruds"}[m.group(3)]
         return Grant(m.group(2), frozenset(perms))
     m = _V2.match(scope)
+    if m and m.group(4):
+        return None  # granular (`?category=…`): not enforced by this server, so never taken as the whole type
     if m and m.group(3):
         return Grant(m.group(2), frozenset(m.group(3)))
     return None
@@ -45,11 +47,24 @@ class Scopes:
         return item in self.text.split()
 
 
+def granular(scope: str) -> list[str]:
+    """The SMART v2 granular scopes (`Type.rs?param=value`) in a scope string: refused at registration and token."""
+    return [s for s in scope.split() if "?" in s]
+
+
+FEEDBACK_SCOPE = "system/cds-feedback.read"  # the CDS feedback report (/cds-feedback); no patient data
+CUSTOM_SCOPES = (FEEDBACK_SCOPE,)
+
+
 def granted(requested: str, allowed: str) -> str:
     """The requested scopes that the client's registration covers (each requested scope narrowed, not widened)."""
     allow = Scopes(allowed)
     out = []
     for s in requested.split():
+        if s in CUSTOM_SCOPES:
+            if s in allowed.split():
+                out.append(s)
+            continue
         g = parse_scope(s)
         if g is None:
             continue

@@ -4,18 +4,26 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 
 from . import auth
+from .audit import record_token_refusal
+from .public import primary_base, public_bases
 from .tokens import ASSERTION_ALGORITHMS, AuthError
 
 bp = Blueprint("smart", __name__)
 
 
 def token_url() -> str:
-    base = current_app.config.get("PUBLIC_BASE_URL") or request.host_url
+    """The token endpoint as advertised (discovery): the first configured public base, else as requested."""
+    base = primary_base(current_app.config.get("PUBLIC_BASE_URL")) or request.host_url
     return base.rstrip("/") + "/auth/token"
 
 
+def token_audiences() -> list[str]:
+    """What a client assertion's `aud` may be: the token endpoint under a configured public base, never the Host."""
+    return [base + "/auth/token" for base in public_bases()]
+
+
 def smart_configuration() -> dict:
-    base = (current_app.config.get("PUBLIC_BASE_URL") or request.host_url).rstrip("/")
+    base = (primary_base(current_app.config.get("PUBLIC_BASE_URL")) or request.host_url).rstrip("/")
     return {
         "token_endpoint": token_url(),
         "jwks_uri": base + "/auth/jwks",
@@ -40,8 +48,9 @@ def jwks():
 @bp.post("/auth/token")
 def token():
     try:
-        body = auth().tokens.exchange(request.form.to_dict(), token_url())
+        body = auth().tokens.exchange(request.form.to_dict(), token_audiences())
     except AuthError as err:
+        record_token_refusal(err.error, err.status)
         resp = jsonify({"error": err.error, "error_description": err.description})
         resp.status_code = err.status
         if err.status == 401:

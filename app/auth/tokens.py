@@ -22,11 +22,13 @@ from app.store.db import Store
 
 from .client_jwt import ALGORITHMS, ClientJWTVerifier, JWKSCache, JWTRefused, ReplayCache
 from .clients import ClientRegistry
-from .scopes import granted
+from .scopes import granted, granular
 
 ASSERTION_ALGORITHMS = ALGORITHMS
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ACCESS_TOKEN_SECONDS = 300
+# The longest lifetime this server issues (the operator's local token, `lbp` CLI); a token claiming more is refused.
+MAX_ACCESS_TOKEN_SECONDS = 3600
 JWKS_CACHE_SECONDS = 300.0
 
 
@@ -49,8 +51,10 @@ class Principal:
 
 class TokenService:
     def __init__(self, store: Store, clients: ClientRegistry, issuer: str,
-                 verifier: ClientJWTVerifier | None = None):
+                 verifier: ClientJWTVerifier | None = None, key_pem: str | None = None):
+        """`key_pem`: the signing key from a key file or the environment; without it, one kept in the database."""
         self.store = store
+        self._key_pem = key_pem
         self.clients = clients
         self.issuer = issuer
         self.verifier = verifier or ClientJWTVerifier(ReplayCache(store))
@@ -62,6 +66,13 @@ class TokenService:
 
     # ------------------------------------------------------------ the server's key
     def _signing_key(self) -> tuple[ec.EllipticCurvePrivateKey, str]:
+        if self._key is None and self._key_pem:
+            loaded_key = serialization.load_pem_private_key(self._key_pem.encode(), password=None)
+            if not isinstance(loaded_key, ec.EllipticCurvePrivateKey):
+                raise ValueError("the signing key must be an EC P-384 private key (ES384)")
+            der = loaded_key.public_key().public_bytes(serialization.Encoding.DER,
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo)
+            self._key, self._kid = loaded_key, hashlib.sha256(der).hexdigest()[:32]
         if self._key is None:
             k = schema.auth_keys.c
             with self.store.engine.connect() as conn:
@@ -85,7 +96,7 @@ class TokenService:
         return self._key, self._kid
 
     # ------------------------------------------------------------ token endpoint
-    def exchange(self, form: dict[str, str], token_url: str) -> dict[str, Any]:
+    def exchange(self, form: dict[str, str], token_url: str | list[str]) -> dict[str, Any]:
         if form.get("grant_type") != "client_credentials":
             raise AuthError("unsupported_grant_type", "grant_type must be client_credentials")
         if form.get("client_assertion_type") != ASSERTION_TYPE:
@@ -95,6 +106,8 @@ class TokenService:
         client = self.clients.get(client_id)
         assert client is not None
         requested = form.get("scope") or ""
+        if granular(requested):
+            raise AuthError("invalid_scope", "granular scopes (Type.rs?param=value) are not supported by this server")
         scope = granted(requested, client.scope) if requested else client.scope
         if not scope:
             raise AuthError("invalid_scope", "None of the requested scopes is allowed for this client")
@@ -103,6 +116,8 @@ class TokenService:
 
     def mint(self, client_id: str, scope: str, seconds: int = ACCESS_TOKEN_SECONDS) -> str:
         """An access token signed with the server's key (the token endpoint, and local operator tools)."""
+        if seconds > MAX_ACCESS_TOKEN_SECONDS:
+            raise ValueError(f"access tokens live at most {MAX_ACCESS_TOKEN_SECONDS} s")
         key, kid = self._signing_key()
         now = int(time.time())
         return jwt.encode(
@@ -111,11 +126,11 @@ class TokenService:
             key, algorithm="ES384", headers={"kid": kid},
         )
 
-    def verify_assertion(self, assertion: str, token_url: str) -> str:
+    def verify_assertion(self, assertion: str, token_url: str | list[str]) -> str:
         """The client_id of a valid client assertion; AuthError(invalid_client, 401) otherwise."""
         try:
             claims = self.verifier.verify(assertion, find_key=self._client_key, audience=token_url,
-                                          require=("iss", "sub", "aud", "exp", "jti"))
+                                          require=("iss", "sub", "aud", "exp", "iat", "jti"))
         except JWTRefused as exc:
             raise AuthError("invalid_client", f"client_assertion: {exc}", 401) from None
         return str(claims["iss"])
@@ -144,9 +159,11 @@ class TokenService:
         key, _ = self._signing_key()
         try:
             claims = jwt.decode(token, key.public_key(), algorithms=["ES384"], audience=self.issuer,
-                                issuer=self.issuer, options={"require": ["exp", "sub", "scope"]})
+                                issuer=self.issuer, options={"require": ["exp", "iat", "sub", "scope"]})
         except jwt.PyJWTError as exc:
             raise AuthError("invalid_token", f"access token rejected: {type(exc).__name__}", 401) from None
+        if float(claims["exp"]) - float(claims["iat"]) > MAX_ACCESS_TOKEN_SECONDS:
+            raise AuthError("invalid_token", "access token rejected: lifetime over the issued maximum", 401)
         p = Principal(claims["sub"], claims["scope"], float(claims["exp"]))
         with self._lock:
             if len(self._verified) > 10_000:

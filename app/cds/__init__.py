@@ -17,6 +17,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request
 
 from app.auth.links import make_token
+from app.auth.public import primary_base
+from app.auth.scopes import FEEDBACK_SCOPE
 from app.cds.auth import Unauthorized, Verifier, load_issuers
 from app.cds.registry import Registry
 from app.cds.tables import create_tables
@@ -41,6 +43,10 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "CDS_FETCH_TIMEOUT": 3.0,
     "CDS_FETCH_CONNECT_TIMEOUT": 1.0,
     "CDS_FETCH_BATCH": True,  # fetch the templates as one FHIR batch, falling back to parallel reads
+    "CDS_PREFETCH_DEADLINE": 5.0,  # seconds for the whole prefetch of one call; then 412
+    "CDS_FHIR_SERVER_ALLOWLIST": None,  # fhirServer bases this service may fetch from (list or space-separated)
+    "CDS_ALLOW_LOCAL_FHIR_SERVER": False,  # loopback / link-local fhirServer (development, tests, the demo)
+    "CDS_VALIDATE_REQUESTS": True,  # draft orders and prefetched resources through the write validator
     "CDS_RECORD_CARDS": True,
     "CDS_BENCH_FLOOR": False,  # adds /cds-services/_floor ({"cards": []}) for bench/cds.py
     "CDS_TODAY": None,
@@ -142,11 +148,13 @@ class Links:
 
     def __init__(self, state: CDSState):
         config = current_app.config
-        self.base = str(config.get("CDS_PUBLIC_BASE_URL") or config.get("PUBLIC_BASE_URL")
+        self.base = str(primary_base(config.get("CDS_PUBLIC_BASE_URL")) or primary_base(config.get("PUBLIC_BASE_URL"))
                         or request.host_url).rstrip("/")
         self.catalogue = str(config.get("CDS_CATALOGUE_URL") or f"{self.base}/cds-catalogue")
         self.smart_url = config.get("CDS_SMART_LAUNCH_URL")
         self.anchors = state.anchors
+        caller = g.get("cds_caller")
+        self.issuer = caller.iss if caller is not None else None  # recorded in every link this call mints
 
     def rule(self, rule_id: str) -> str:
         anchor = self.anchors.get(rule_id, rule_id.lower())
@@ -158,7 +166,7 @@ class Links:
     def questionnaire(self, patient_id: str, canonical: str, language: str, variant: str) -> str | None:
         questionnaire_id = canonical.split("|", 1)[0].rstrip("/").rsplit("/", 1)[-1]
         try:
-            token = make_token(patient_id, [questionnaire_id], lang=language, variant=variant)
+            token = make_token(patient_id, [questionnaire_id], lang=language, variant=variant, issuer=self.issuer)
         except ValueError as exc:  # a language or variant the patient pages do not offer: the card goes without
             log.warning("questionnaire link not made: %s", exc)
             return None
@@ -251,6 +259,7 @@ def floor():
 
 @bp.route("/cds-services/<service_id>", methods=["POST", "OPTIONS"])
 def call(service_id: str):
+    from app.cds.requests import check_hook_request
     from app.cds.service import check_request, run
 
     kb = current_app.extensions["lbp"].knowledge.base
@@ -261,6 +270,7 @@ def call(service_id: str):
     body = request.get_json(silent=True)
     check_request(body, service)  # raises unless body is a well-formed request
     assert isinstance(body, dict)
+    check_hook_request(body, service.hook)  # the hook's context forms, fhirServer, valid R4 resources
     return _json(run(service, body, g.get("cds_caller"), Links(state())))
 
 
@@ -286,9 +296,12 @@ def feedback_report():
         if not header.startswith("Bearer "):
             return Response(status=401, headers={"WWW-Authenticate": "Bearer"})
         try:
-            current_app.extensions["lbp"].auth.tokens.principal(header[7:].strip())
+            principal = current_app.extensions["lbp"].auth.tokens.principal(header[7:].strip())
         except Exception:
             return Response(status=401, headers={"WWW-Authenticate": "Bearer"})
+        if FEEDBACK_SCOPE not in principal.scope.split():
+            return Response(status=403, headers={
+                "WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{FEEDBACK_SCOPE}"'})
     state().card_log.flush()
     return _json(report(request.args))
 

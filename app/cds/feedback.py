@@ -60,6 +60,10 @@ def _check(body: Any) -> list[dict[str, Any]]:
         override = item.get("overrideReason") or {}
         reason = override.get("reason") if isinstance(override, Mapping) else None
         reason = reason if isinstance(reason, Mapping) else {}
+        for name in ("code", "system", "display"):  # a Coding's fields are strings
+            if reason.get(name) is not None and not isinstance(reason.get(name), str):
+                issues.append(Issue("error", "invalid", f"overrideReason.reason.{name} must be a string",
+                                    [f"{where}.overrideReason.reason.{name}"]))
         comment = override.get("userComment") if isinstance(override, Mapping) else None
         rows.append({
             "card": card, "outcome": outcome, "outcome_timestamp": stamp,

@@ -126,15 +126,20 @@ class Registry:
         self._lock = threading.Lock()
         self._cache: tuple[Any, dict[str, Service]] | None = None
 
-    def services(self, kb: Any, default_variant: str) -> dict[str, Service]:
+    def services(self, kb: Any, default_variant: str, *, warm_now: bool = False) -> dict[str, Service]:
+        """The services of one knowledge snapshot; `warm_now` compiles the pathways before returning (start-up)."""
         cached = self._cache
         if cached is not None and cached[0] is kb:  # one knowledge snapshot, one discovery
             return cached[1]
         with self._lock:
             built = self._build(kb, default_variant)
-            self._cache = (kb, built)
+            if kb is not None:  # no knowledge yet is not a state worth remembering
+                self._cache = (kb, built)
         if kb is not None and built:
-            threading.Thread(target=self._warm, args=(kb,), daemon=True, name="cds-warm").start()
+            if warm_now:
+                self._warm(kb)
+            else:
+                threading.Thread(target=self._warm, args=(kb,), daemon=True, name="cds-warm").start()
         return built
 
     def _warm(self, kb: Any) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app
 from sqlalchemy import insert
 
 from app.cds.cards import EVALUATION_EXTENSION, RULES, CardContext, cards_from, response_evaluation
@@ -154,7 +154,8 @@ def run(service: Service, body: Mapping[str, Any], caller: Any, links: Any) -> d
         templates = own.prefetch if own is not None else templates
     timeout = (float(current_app.config.get("CDS_FETCH_CONNECT_TIMEOUT", 1.0)),
                float(current_app.config.get("CDS_FETCH_TIMEOUT", 3.0)))
-    record = resolve(templates, body, timeout, batch=bool(current_app.config.get("CDS_FETCH_BATCH", True)))
+    record = resolve(templates, body, timeout, batch=bool(current_app.config.get("CDS_FETCH_BATCH", True)),
+                     deadline=float(current_app.config["CDS_PREFETCH_DEADLINE"]))
     patient = record.get("patient")
     if isinstance(patient, Mapping) and patient.get("resourceType") == "Patient":
         if patient.get("id") != patient_id:
@@ -303,10 +304,7 @@ class CardLog:
 
 
 def endpoint_url(path: str) -> list[str]:
-    """The URLs a client may have called (the JWT's `aud`): the configured public base, and as received."""
-    out = []
-    base = current_app.config.get("CDS_PUBLIC_BASE_URL") or current_app.config.get("PUBLIC_BASE_URL")
-    if base:
-        out.append(str(base).rstrip("/") + path)
-    out.append(request.host_url.rstrip("/") + path)
-    return out
+    """The URLs a client may have called (the JWT's `aud`): under the configured public bases, never the Host."""
+    from app.auth.public import public_bases
+
+    return [base + path for base in public_bases(cds=True)]

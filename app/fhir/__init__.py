@@ -18,15 +18,31 @@ load_all()
 
 @bp.before_request
 def _negotiate() -> None:
+    _note_patient_in_url()  # before authentication, so that a refusal is found under the patient it concerned
     check_format()
     access.authenticate()
     if request.view_args and request.view_args.get("rtype") == "AuditEvent" or request.path.endswith("/_history"):
         current_app.extensions["lbp"].audit.flush()  # the audit trail as read is complete
 
 
+def _note_patient_in_url() -> None:
+    args = request.view_args or {}
+    if args.get("rtype") and args.get("rid") and not str(args["rid"]).startswith("$"):
+        audit.add_entities(f"{args['rtype']}/{args['rid']}")
+    for name in ("subject", "patient"):
+        for value in request.args.getlist(name):
+            ref = value if "/" in value else f"Patient/{value}"
+            if ref.startswith("Patient/") and len(ref) <= 80:
+                audit.add_entities(ref)
+
+
 @bp.after_request
 def _audit(response):
-    audit.record(response)
+    response = audit.record(response)
+    if access.note().sensitive:
+        # Patient data (or a refusal about it): no shared or browser cache may keep it.
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Pragma"] = "no-cache"
     return response
 
 
@@ -65,13 +81,18 @@ def type_level(rtype: str):
         access.require_interaction("search-type", rtype)
         access.note().query = request.query_string.decode()
         return search.search(rtype)
+    # A conditional write's outcome answers its query: the search scope on the type is needed as well.
     if request.method == "PUT":
         access.require_interaction("update", rtype)
+        access.require(rtype, "s", f"{rtype}?")
         return write.conditional_update(rtype)
     if request.method == "DELETE":
         access.require_interaction("delete", rtype)
+        access.require(rtype, "s", f"{rtype}?")
         return write.conditional_delete(rtype)
     access.require_interaction("create", rtype)
+    if request.headers.get("If-None-Exist"):
+        access.require(rtype, "s", "If-None-Exist")
     return write.create(rtype)
 
 

@@ -9,6 +9,7 @@ from flask import Flask, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app.errors import FHIRError
+from app.store.errors import storage_cause
 
 from .http import error_response
 
@@ -38,6 +39,14 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):
+        found = storage_cause(err)
+        if found is not None:
+            status, cause = found
+            log.error("storage failure on %s %s: %s", request.method,
+                      request.url_rule.rule if request.url_rule else "?", cause)
+            return error_response(FHIRError("transient" if status == 503 else "exception",
+                                            f"The request was not applied: {cause}", "Resource", status=status,
+                                            headers={"Retry-After": "30"}))
         # Log the type and where it happened, not the message: it may quote patient data.
         frames = traceback.extract_tb(err.__traceback__)
         where = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(frames[-4:]))

@@ -7,7 +7,9 @@ from typing import Any
 import orjson
 from flask import Response, current_app, g, request
 
+from app.auth.public import primary_base
 from app.errors import FHIRError, Issue, operation_outcome
+from app.store import jsonio
 from app.store.db import Stored, http_date
 
 FHIR_JSON = "application/fhir+json"
@@ -45,9 +47,11 @@ def json_body(expected_type: str | None = None, *, check_nesting: bool = True) -
     if not raw:
         raise FHIRError("invalid", "The request body is empty", expected_type or "Resource")
     try:
-        body = orjson.loads(raw)
+        body = jsonio.loads(raw)  # decimals keep their exact text (1.50 stays 1.50)
     except orjson.JSONDecodeError as exc:
         raise FHIRError("structure", f"The body is not valid JSON: {exc}", expected_type or "Resource") from None
+    if not isinstance(body, dict):
+        raise FHIRError("structure", "The body must be a JSON object (a FHIR resource)", expected_type or "Resource")
     if check_nesting:
         check_depth(body, expected_type or "Resource")
     return body
@@ -90,7 +94,7 @@ def parse_etag(value: str, where: str) -> int:
 
 
 def base_url() -> str:
-    configured = current_app.config.get("PUBLIC_BASE_URL")
+    configured = primary_base(current_app.config.get("PUBLIC_BASE_URL"))
     if configured:
         return configured.rstrip("/") + current_app.config["FHIR_BASE_PATH"]
     return request.host_url.rstrip("/") + current_app.config["FHIR_BASE_PATH"]

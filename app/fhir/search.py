@@ -32,6 +32,7 @@ def search(res_type: str):
 def search_bundle(res_type: str, items: list[tuple[str, str]]):
     lbp = current_app.extensions["lbp"]
     req = engine.parse(lbp.store, res_type, items, strict=strict_handling())
+    req.max_included = int(current_app.config["MAX_INCLUDED"])
     result = engine.execute(lbp.store, req, resolve_valueset=lbp.knowledge.valueset_matcher)
     base = base_url()
     entries = []
@@ -42,13 +43,20 @@ def search_bundle(res_type: str, items: list[tuple[str, str]]):
         req.warnings.append(Issue("information", "suppressed",
                                   f"{withheld} included resource(s) left out: the access token does not cover them",
                                   [f"{res_type}?_include"]))
+    size, limit = 0, int(current_app.config["MAX_RESPONSE_BYTES"])
     for stored in result.matches + included:
+        size += len(stored.content or b"")
+        if size > limit:
+            raise FHIRError("too-costly", f"The search result would be larger than {limit // (1024 * 1024)} MB; "
+                            "lower _count or leave out _include/_revinclude", "_count", status=400)
         resource = _shape(stored.content, req)
         if stored.res_type not in KNOWLEDGE_TYPES:
             audit.add_entities(f"{stored.res_type}/{stored.res_id}", *audit.patient_refs(resource))
+        whole = not req.elements and req.summary not in ("data", "text")
         entries.append({
             "fullUrl": f"{base}/{stored.res_type}/{stored.res_id}",
-            "resource": resource,
+            # the stored text itself when the resource is whole: decimals keep their exact text
+            "resource": orjson.Fragment(stored.content) if whole and stored.content else resource,
             "search": {"mode": "include" if stored.method == "include" else "match"},
         })
     if req.warnings:

@@ -9,6 +9,7 @@ Observations extracted in the same database transaction, as on `POST /Questionna
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -16,6 +17,7 @@ from urllib.parse import parse_qsl
 from flask import current_app, request
 
 from app import auth as access
+from app.auth import audit
 from app.errors import FHIRError
 from app.records import admit, after_write, conditional_ids, scored
 from app.store.db import Stored, Transaction, instant, new_id
@@ -23,6 +25,7 @@ from app.store.indexing import extract
 
 from .http import MAX_DEPTH, base_url, json_body
 
+log = logging.getLogger("lbp")
 METHOD_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
 
@@ -81,6 +84,11 @@ def _authorize(e: Entry) -> None:
     else:
         permission = {"POST": "c", "PUT": "u", "DELETE": "d"}[e.method]
     access.require(rtype, permission, f"{e.where}.request")
+    # A conditional lookup answers a search (its status says whether anything matched): it needs the search scope.
+    if e.method == "POST" and e.if_none_exist:
+        access.require(rtype, "s", f"{e.where}.request.ifNoneExist")
+    if e.method in ("PUT", "DELETE") and query:
+        access.require(rtype, "s", f"{e.where}.request.url")
 
 
 def _parse_entry(index: int, raw: Any, kind: str) -> Entry:
@@ -91,6 +99,13 @@ def _parse_entry(index: int, raw: Any, kind: str) -> Entry:
     if not isinstance(req, dict) or not req.get("method") or not req.get("url"):
         raise FHIRError("required", f"Every {kind} entry needs request.method and request.url (bdl-3)",
                         f"{where}.request")
+    for name in ("method", "url", "ifNoneExist", "ifMatch", "ifNoneMatch", "ifModifiedSince"):
+        if name in req and req[name] is not None and not isinstance(req[name], str):
+            raise FHIRError("structure", f"request.{name} must be a string", f"{where}.request.{name}")
+    if "fullUrl" in raw and raw["fullUrl"] is not None and not isinstance(raw["fullUrl"], str):
+        raise FHIRError("structure", "fullUrl must be a string", f"{where}.fullUrl")
+    if "resource" in raw and raw["resource"] is not None and not isinstance(raw["resource"], dict):
+        raise FHIRError("structure", "resource must be a JSON object", f"{where}.resource")
     method = str(req["method"]).upper()
     if method not in METHOD_ORDER or method in ("PATCH", "HEAD"):
         raise FHIRError("not-supported", f"request.method {method} is not supported", f"{where}.request.method")
@@ -162,6 +177,13 @@ class Lookups:
         key = (res_type, query)
         if key not in self.made:
             self.made[key] = conditional_ids(res_type, query, self.conn)
+            patients: list[str] = []
+            if res_type != "Patient":  # audited under the patients of what it matched, too
+                for res_id in self.made[key]:
+                    stored = current_app.extensions["lbp"].store.read(res_type, res_id, self.conn)
+                    if stored is not None and stored.content is not None and not stored.deleted:
+                        patients.extend(audit.patient_refs(stored.resource()))
+            audit.add_query(res_type, query, self.made[key], patients)
         return self.made[key]
 
     def read(self, res_type: str, res_id: str) -> Stored | None:
@@ -311,6 +333,7 @@ class _ReferenceResolver:
                 if rtype not in lbp.resource_types:
                     raise FHIRError("invalid", f"Conditional reference '{ref}' names an unknown type",
                                     f"{where}.resource")
+                access.require(rtype, "s", f"{where}.resource")  # the lookup's outcome answers a search
                 ids = self.tx.ids(rtype, query)
                 if len(ids) != 1:
                     found = "no resource" if not ids else "more than one resource"
@@ -415,6 +438,16 @@ def _batch(entries: list[Entry]) -> list[Entry]:
         except FHIRError as err:
             e.response = {"status": str(err.status), "outcome": err.outcome()}
             e.out_resource = None
+        except Exception as exc:  # noqa: BLE001 — earlier entries are applied: the batch answers for each entry
+            from app.store.errors import storage_cause
+
+            found = storage_cause(exc)
+            log.error("batch entry %d failed: %s", e.index, found[1] if found else type(exc).__name__)
+            entry_status = found[0] if found else 500
+            failure = FHIRError("exception", f"This entry was not applied: {found[1] if found else 'internal error'}",
+                                f"{e.where}", status=entry_status)
+            e.response = {"status": str(entry_status), "outcome": failure.outcome()}
+            e.out_resource = None
     return entries
 
 
@@ -434,7 +467,7 @@ def _respond(entries: list[Entry], kind: str):
         if isinstance(e.out_resource, Stored):
             entry["fullUrl"] = f"{base}/{e.out_resource.res_type}/{e.out_resource.res_id}"
             if representation or e.method == "GET":
-                entry["resource"] = e.out_resource.resource()
+                entry["resource"] = orjson.Fragment(e.out_resource.content or b"null")  # as stored: exact decimals
         elif isinstance(e.out_resource, (bytes, bytearray)):
             entry["resource"] = orjson.loads(e.out_resource)
         entry["response"] = e.response

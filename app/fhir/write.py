@@ -8,6 +8,7 @@ from __future__ import annotations
 from flask import request
 
 from app import records
+from app.auth import audit
 from app.errors import Issue
 
 from .http import (
@@ -26,6 +27,8 @@ def create(res_type: str):
     resource = json_body(res_type)
     condition = request.headers.get("If-None-Exist")
     written = records.create(resource, res_type, if_none_exist=condition.lstrip("?") if condition else None)
+    if condition:  # the query is audited under what it matched
+        audit.add_query(res_type, condition.lstrip("?"), [] if written.created else [written.stored.res_id])
     return resource_response(written.stored, 201 if written.created else 200, location=True)
 
 
@@ -42,6 +45,7 @@ def conditional_update(res_type: str):
     resource = json_body(res_type)
     written = records.conditional_update(resource, res_type, request.query_string.decode(),
                                          if_match=if_match_version())
+    audit.add_query(res_type, request.query_string.decode(), [] if written.created else [written.stored.res_id])
     return resource_response(written.stored, 201 if written.created else 200, location=written.created)
 
 
@@ -67,6 +71,7 @@ def delete(res_type: str, res_id: str):
 def conditional_delete(res_type: str):
     check_type(res_type)
     stored = records.conditional_delete(res_type, request.query_string.decode())
+    audit.add_query(res_type, request.query_string.decode(), [stored.res_id] if stored is not None else [])
     text = f"Deleted {res_type}/{stored.res_id}" if stored is not None else "No resource matched; nothing deleted"
     return fhir_response({"resourceType": "OperationOutcome", "issue": [Issue(
         "information", "informational", text, [f"{res_type}?"]).to_fhir()]}, 200)

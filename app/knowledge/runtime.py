@@ -17,25 +17,52 @@ EPOCH_CHECK_SECONDS = 0.5
 log = logging.getLogger("lbp")
 
 
+class _Snapshot:
+    """One fully built knowledge state: published to readers by a single attribute assignment, never mutated."""
+
+    __slots__ = ("epoch", "base", "by_url")
+
+    def __init__(self, epoch: int, base: Any, by_url: dict[str, dict]):
+        self.epoch = epoch
+        self.base = base
+        self.by_url = by_url
+
+
 class Knowledge:
     def __init__(self, store: Store):
         self.store = store
         self._lock = threading.Lock()
-        self._epoch = -1
         self._checked_at = 0.0
-        self._by_url: dict[str, dict] = {}
-        self._base: Any = None
+        self._snapshot: _Snapshot | None = None
 
     # ------------------------------------------------------------ keeping in step
+    @property
+    def ready(self) -> bool:
+        """Loaded and compiled: the process may answer requests that reason with knowledge."""
+        return self._snapshot is not None
+
     def refresh(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._checked_at < EPOCH_CHECK_SECONDS:
+        """Reload when another process changed the knowledge; readers keep the previous snapshot meanwhile.
+
+        Before the first load every caller waits for it: a request never reasons with half or no knowledge.
+        """
+        current = self._snapshot
+        if current is not None and not force and time.monotonic() - self._checked_at < EPOCH_CHECK_SECONDS:
             return
-        self._checked_at = now
-        epoch = self.store.knowledge_epoch()
-        if epoch == self._epoch and not force:
-            return
-        with self._lock:
+        if current is not None and not force:
+            epoch = self.store.knowledge_epoch()
+            self._checked_at = time.monotonic()
+            if epoch == current.epoch:
+                return
+            if not self._lock.acquire(blocking=False):
+                return  # another thread is building the new snapshot; this one serves the current one
+        else:
+            self._lock.acquire()
+            if self._snapshot is not None and self._snapshot is not current and not force:
+                self._lock.release()
+                return  # loaded by the thread this one waited for
+        try:
+            epoch = self.store.knowledge_epoch()
             by_url: dict[str, dict] = {}
             resources = []
             for stored in self.store.all_current(KNOWLEDGE_TYPES):
@@ -46,19 +73,29 @@ class Knowledge:
                     by_url[url] = resource
                     if resource.get("version"):
                         by_url[f"{url}|{resource['version']}"] = resource
-            self._base = _build_base(resources)
-            self._by_url = by_url
-            self._epoch = epoch
+            self._snapshot = _Snapshot(epoch, _build_base(resources), by_url)
+            self._checked_at = time.monotonic()
+        finally:
+            self._lock.release()
+
+    @property
+    def _by_url(self) -> dict[str, dict]:
+        """The current snapshot's artifacts by canonical URL (and url|version); empty before the first load."""
+        snapshot = self._snapshot
+        return snapshot.by_url if snapshot is not None else {}
 
     @property
     def base(self) -> Any:
         self.refresh()
-        return self._base
+        snapshot = self._snapshot
+        return snapshot.base if snapshot is not None else None
 
     # ------------------------------------------------------------ queries
     def resolve(self, canonical: str) -> dict | None:
         self.refresh()
-        return self._by_url.get(canonical) or self._by_url.get(canonical.split("|", 1)[0])
+        snapshot = self._snapshot
+        by_url = snapshot.by_url if snapshot is not None else {}
+        return by_url.get(canonical) or by_url.get(canonical.split("|", 1)[0])
 
     def valueset_matcher(self, url: str) -> Callable[[str | None, str], bool] | None:
         """Membership in a ValueSet for the `:in` / `:not-in` search modifiers, or None when it is not known.

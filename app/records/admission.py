@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from app.auth import audit
 from app.errors import FHIRError
+from app.store import jsonio
 from app.store.db import KNOWLEDGE_TYPES, Stored
 from app.store.search import count_matches
 from app.validation import validate_at_level
@@ -46,12 +47,34 @@ def admit(
         if validate is None:
             validate = bool(current_app.config["VALIDATE_WRITES"])
         if validate:
-            _check_valid(resource)
+            _check_integer_ranges(resource, res_type)
+            _check_valid(jsonio.plain(resource))  # exact decimals are JSON numbers to the validator
         if res_type in KNOWLEDGE_TYPES:
             check_artifact(resource)
     except FHIRError as err:
         raise at_entry(err, where) from None
     return cast(FHIRJson, resource)
+
+
+# FHIR integer, positiveInt and unsignedInt are 32-bit (https://hl7.org/fhir/R4/datatypes.html#primitive)
+_INT32 = {"valueInteger": (-2**31, 2**31 - 1), "valuePositiveInt": (1, 2**31 - 1), "valueUnsignedInt": (0, 2**31 - 1)}
+
+
+def _check_integer_ranges(resource: FHIRJson, res_type: str) -> None:
+    stack: list[tuple[Any, str]] = [(resource, res_type)]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                bounds = _INT32.get(key)
+                if bounds is not None and isinstance(value, int) and not isinstance(value, bool) and not (
+                        bounds[0] <= value <= bounds[1]):
+                    raise FHIRError("value", f"{key} {value} is outside the range of a FHIR {key[5:]} "
+                                    f"({bounds[0]}..{bounds[1]})", f"{path}.{key}")
+                if isinstance(value, (dict, list)):
+                    stack.append((value, f"{path}.{key}"))
+        elif isinstance(node, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(node) if isinstance(v, (dict, list)))
 
 
 def _check_identity(resource: Any, expected_type: str | None, expected_id: str | None, require_id: bool) -> str:

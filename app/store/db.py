@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 
 from app.errors import FHIRError
+from app.store import jsonio
 
 from . import schema
 from .indexing import IndexRows, extract, registry
@@ -103,6 +104,8 @@ class Store:
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
         self.search_params = registry()
         self.before_dispose: list = []  # e.g. flushing buffered audit events
+        # Called with each Transaction just before it commits: the write's AuditEvent goes into it (app.auth.audit).
+        self.before_commit: list = []
         mark = "%s" if self.dialect == "postgresql" else "?"
         content_mark = "CAST(%s AS jsonb)" if self.dialect == "postgresql" else "?"
         self.sql_insert_resource = (
@@ -232,6 +235,8 @@ class Store:
                 tx = Transaction(self, conn)
                 try:
                     yield tx
+                    for hook in self.before_commit:
+                        hook(tx)
                     tx.flush()
                     if tx.knowledge_changed:
                         conn.execute(
@@ -257,6 +262,12 @@ class Store:
             if lock is not None:
                 lock.release()
 
+    def probe_write(self) -> None:
+        """Write a row and roll it back: raises at start-up when the database cannot be written at all."""
+        with self.transaction() as tx:
+            tx.conn.execute(insert(schema.knowledge_epoch).values(id=-1, epoch=0))
+            raise _ProbeDone
+
     def dispose(self) -> None:
         for hook in self.before_dispose:
             hook()
@@ -274,6 +285,10 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA cache_size=-8192")  # 8 MB per connection: several connections per worker
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+class _ProbeDone(Exception):
+    """Rolls back the write probe."""
 
 
 class Transaction:
@@ -328,7 +343,7 @@ class Transaction:
         # resourceType and id first, as people read them
         ordered = {"resourceType": resource["resourceType"], "id": resource["id"]}
         ordered.update(resource)
-        return orjson.dumps(ordered)
+        return jsonio.dumps(ordered)  # decimals keep their exact text
 
     def _queue_index(self, rid: int, res_type: str, resource: dict, rows: IndexRows | None = None) -> None:
         if rows is None:

@@ -142,6 +142,15 @@ web_secrets = Table(
     Column("created", Float, nullable=False),
 )
 
+# Revoked patient links: "jti:<link id>" (one link) or "iss:<CDS issuer>" (every link minted for that caller
+# before `revoked`). Checked whenever a link is opened or submitted (app/auth/links.py).
+link_revocations = Table(
+    "link_revocations",
+    metadata,
+    Column("key", String(300), primary_key=True),
+    Column("revoked", Float, nullable=False),
+)
+
 # The jti of every client JWT accepted (SMART client assertions and CDS Hooks calls alike), until it
 # expires: one replay check shared by all gunicorn workers (app/auth/client_jwt.py).
 client_jti = Table(

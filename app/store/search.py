@@ -8,8 +8,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import and_, false, func, literal, not_, or_, select, true
+from sqlalchemy import Text, and_, cast, false, func, literal, not_, or_, select, true
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -61,6 +62,7 @@ class SearchRequest:
     sort: list[tuple[str, bool]] = field(default_factory=list)  # (param, descending)
     include: list[tuple[str, str, str | None]] = field(default_factory=list)  # (source type, param, target)
     revinclude: list[tuple[str, str, str | None]] = field(default_factory=list)
+    max_included: int = 1000  # _include + _revinclude results per page; beyond it the search is refused (400)
     summary: str | None = None
     elements: list[str] | None = None
     warnings: list[Issue] = field(default_factory=list)
@@ -444,7 +446,7 @@ def execute(
             order.extend(_sort_key(req, store, key, desc))
         order.append(r.res_id)
         rows = c.execute(
-            select(r.res_id, r.version, r.last_updated, r.content, r.rid)
+            select(r.res_id, r.version, r.last_updated, _content(store), r.rid)
             .where(*conds)
             .order_by(*order)
             .limit(req.count)
@@ -454,6 +456,12 @@ def execute(
                    for row in rows]
         included = _includes(store, req, matches, c) if (req.include or req.revinclude) and matches else []
     return SearchResult(total, matches, included)
+
+
+def _content(store: Store) -> Any:
+    """The stored JSON as text: PostgreSQL's jsonb keeps a decimal's digits (1.50); a parsed dict would not."""
+    column = schema.resources.c.content
+    return cast(column, Text) if store.dialect == "postgresql" else column
 
 
 def _includes(store: Store, req: SearchRequest, matches: list[Stored], c: Connection) -> list[Stored]:
@@ -471,12 +479,14 @@ def _includes(store: Store, req: SearchRequest, matches: list[Stored], c: Connec
             stmt = stmt.where(ref.param == param)
         if target:
             stmt = stmt.where(ref.target_type == target)
-        for t, i in c.execute(stmt).all():
+        for t, i in c.execute(stmt.distinct().limit(req.max_included + 1)).all():
             if (t, i) not in seen:
                 seen.add((t, i))
                 wanted.setdefault(t, set()).add(i)
+        if sum(len(v) for v in wanted.values()) > req.max_included:
+            raise _too_many_included(req)
     out: list[Stored] = []
-    cols = (r.res_type, r.res_id, r.version, r.last_updated, r.content)
+    cols = (r.res_type, r.res_id, r.version, r.last_updated, _content(store))
     for t, id_set in wanted.items():
         for row in c.execute(
             select(*cols).where(r.res_type == t, r.res_id.in_(sorted(id_set)), r.deleted.is_(False))
@@ -490,11 +500,19 @@ def _includes(store: Store, req: SearchRequest, matches: list[Stored], c: Connec
             sub = sub.where(ref.res_type == src)
         if param != "*":
             sub = sub.where(ref.param == param)
-        for row in c.execute(select(*cols).where(r.rid.in_(sub), r.deleted.is_(False))):
+        room = req.max_included - len(out)
+        for row in c.execute(select(*cols).where(r.rid.in_(sub), r.deleted.is_(False)).limit(room + 1)):
             if (row[0], row[1]) not in seen:
                 seen.add((row[0], row[1]))
                 out.append(Stored(row[0], row[1], row[2], row[3], False, _load_content(row[4]), "include"))
+        if len(out) > req.max_included:
+            raise _too_many_included(req)
     return out
+
+
+def _too_many_included(req: SearchRequest) -> FHIRError:
+    return FHIRError("too-costly", f"_include/_revinclude would return more than {req.max_included} resources; "
+                     "lower _count or narrow the search", "_revinclude" if req.revinclude else "_include", status=400)
 
 
 def count_matches(store: Store, res_type: str, query: str, conn: Connection | None = None,

@@ -94,7 +94,7 @@ def _refuse(err: NotAuthorized):
 @bp.after_app_request
 def _audit_clinician_views(response):
     if request.blueprint == "web" and g.get("web_audit"):
-        audit.record(response)
+        response = audit.record(response)  # a 503 instead of the page while its AuditEvent cannot be stored
     return response
 
 

@@ -35,7 +35,7 @@ def _link(token: str) -> PatientLink:
 def _refused(err: LinkError):
     lang = choose_language(request.args.get("lang"))
     ui = texts("ui", lang)
-    message = ui["refused_expired"] if err.reason == "expired" else ui["refused_tampered"]
+    message = ui["refused_expired"] if err.reason in ("expired", "revoked") else ui["refused_tampered"]
     return render_template("refused.html", ui=ui, lang=lang, title=ui["refused_title"], message=message), err.status
 
 
@@ -169,7 +169,9 @@ def _audit_as_link(link: PatientLink) -> None:
     from app.auth import note
     from app.auth.tokens import Principal
 
-    g.principal = Principal(f"patient-link:{link.link_id}", "", link.expires)
+    # the agent names the link and, for a link from a CDS card, the CDS client whose call minted it
+    minted_for = f" (CDS client {link.issuer})" if link.issuer else ""
+    g.principal = Principal(f"patient-link:{link.link_id}{minted_for}", "", link.expires)
     g.web_audit = True
     n = note()
     n.sensitive = True

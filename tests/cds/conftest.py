@@ -109,6 +109,8 @@ def cds_config(tmp: Path, keys: Keys, jwks_url: str, **more: Any) -> dict[str, A
     register_client(clients, "test-admin", "system/*.cruds", tmp / "keys")
     return {"DATABASE_URL": f"sqlite:///{tmp / 'cds.db'}", "TESTING": True, "VALIDATE_WRITES": False,
             "CLIENTS_FILE": str(clients), "CDS_TODAY": TODAY.isoformat(),
+            # the tests' fhirServer is this machine (the live server): an explicit configuration
+            "CDS_ALLOW_LOCAL_FHIR_SERVER": True,
             "CDS_TRUSTED_ISSUERS": issuers(keys, jwks_url), "CDS_TRUSTED_ISSUERS_FILE": None, **more}
 
 
@@ -141,6 +143,9 @@ class Live:
         self.keys = keys
         self.server = make_server("127.0.0.1", 0, app, threaded=True)
         self.base = f"http://127.0.0.1:{self.server.server_port}"
+        # the live server's URL is one of the application's public URLs (the accepted JWT audiences)
+        bases = app.config.get("PUBLIC_BASE_URL") or []
+        app.config["PUBLIC_BASE_URL"] = [*(bases if isinstance(bases, list) else [bases]), self.base]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
         self.http = requests.Session()

@@ -8,7 +8,7 @@ SIGN = "/cds-services/lbp-order-sign-se"
 
 
 def _report(cds_app, query: str):
-    token = cds_app.extensions["lbp"].auth.tokens.mint("ops", "system/*.rs")
+    token = cds_app.extensions["lbp"].auth.tokens.mint("ops", "system/cds-feedback.read")
     return cds_app.test_client().get(f"/cds-feedback?{query}", headers={"Authorization": f"Bearer {token}"})
 
 
@@ -42,3 +42,12 @@ def test_bad_feedback_is_400_and_report_needs_a_token(cds_app, cds):
     assert r.status_code == 400 and r.get_json()["resourceType"] == "OperationOutcome"
     assert cds.post("/cds-services/nope/feedback", {"feedback": []}).status_code == 404
     assert cds_app.test_client().get("/cds-feedback").status_code == 401
+
+
+def test_feedback_report_needs_the_feedback_scope(cds_app):
+    for scope in ("system/Observation.rs", "system/*.cruds"):
+        token = cds_app.extensions["lbp"].auth.tokens.mint("ops", scope)
+        r = cds_app.test_client().get("/cds-feedback", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 403
+    token = cds_app.extensions["lbp"].auth.tokens.mint("ops", "system/cds-feedback.read")
+    assert cds_app.test_client().get("/cds-feedback", headers={"Authorization": f"Bearer {token}"}).status_code == 200

@@ -144,3 +144,10 @@ def test_link_from_the_clinician_page_carries_the_pathway_start_for_the_calendar
     link = re.search(r'id="patient-link">([^<]+)<', r.get_data(as_text=True)).group(1)
     html = web.get(link.replace("http://localhost", "") + "/info").get_data(as_text=True)
     assert 'datetime="2020-01-06"' in html and "De otte uger er gået" in html
+
+
+def test_the_page_is_503_while_its_audit_event_cannot_be_stored(web_app, web, tokens, patient_id, monkeypatch):
+    monkeypatch.setattr(web_app.extensions["lbp"].audit, "_write", lambda events: False)
+    r = web.get(f"/patients/{patient_id}/pathway", headers=_bearer(tokens["clinician"]))
+    assert r.status_code == 503
+    assert patient_id not in r.get_data(as_text=True)

@@ -37,6 +37,19 @@ def read_parameters(resource_param: str | None = "resource") -> dict[str, list[A
     return out
 
 
+# The JSON type each operation parameter this server reads must have (strings: FHIR string, uri, code,
+# canonical, date; objects: a resource or a complex datatype). A value of another type is a 400 naming it.
+_TEXT, _OBJECT = (str,), (dict,)
+PARAMETER_TYPES: dict[str, tuple[type, ...]] = {
+    **{name: _TEXT for name in ("url", "system", "code", "display", "filter", "version", "subject", "encounter",
+                                "practitioner", "organization", "today", "mode", "profile", "canonical",
+                                "identifier", "language")},
+    **{name: _OBJECT for name in ("coding", "codeableConcept", "data", "resource", "questionnaire-response",
+                                  "valueSet")},
+    "count": (str, int), "offset": (str, int), "useServerData": (str, bool), "questionnaire": (str, dict),
+}
+
+
 def single(params: dict[str, list[Any]], name: str, *, required: bool = False) -> Any:
     values = params.get(name) or []
     if len(values) > 1:
@@ -45,7 +58,14 @@ def single(params: dict[str, list[Any]], name: str, *, required: bool = False) -
         if required:
             raise FHIRError("required", f"Parameter '{name}' is required", f"Parameters.parameter('{name}')")
         return None
-    return values[0]
+    value = values[0]
+    kinds = PARAMETER_TYPES.get(name)
+    if value is not None and kinds is not None and (
+            not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
+        wanted = " or ".join({"str": "a string", "dict": "an object", "int": "an integer",
+                              "bool": "a boolean"}[k.__name__] for k in kinds)
+        raise FHIRError("structure", f"Parameter '{name}' must be {wanted}", f"Parameters.parameter('{name}')")
+    return value
 
 
 def parameters(**values: Any) -> dict:
