@@ -98,7 +98,7 @@ def region(tmp_path_factory):
     issuers.write_text(json.dumps({"issuers": [{"iss": ISSUER, "jwks": keys.jwks()}]}))
     clients = tmp / "clients.json"
     for name in ("host-a", "host-b"):
-        register_client(clients, name, "system/*.cruds", tmp / "keys")
+        register_client(clients, name, "system/*.cruds system/cds-feedback.read", tmp / "keys")
     env = dict(os.environ, DATABASE_URL=PG_URL, WEB_CONCURRENCY="2", THREADS="2", LBP_LOAD_ARTIFACTS="false",
                LBP_CDS_TRUSTED_ISSUERS_FILE=str(issuers), LBP_CDS_TODAY=TODAY.isoformat(),
                LBP_CLIENTS_FILE=str(clients), LBP_PUBLIC_BASE_URL=PUBLIC, LBP_VALIDATE_WRITES="false",
@@ -186,7 +186,8 @@ def test_audit_and_feedback_from_both_hosts_land_in_one_trail(region):
                               timeout=20).json()
         who = {agent.get("altId") for e in events.get("entry", []) for agent in e["resource"].get("agent", [])}
         assert {"host-a", "host-b"} <= who
-        report = requests.get(reader.base + "/cds-feedback?rule=M3", headers=auth, timeout=20).json()
+        statistics = {"Authorization": f"Bearer {reader.token('system/cds-feedback.read')}"}
+        report = requests.get(reader.base + "/cds-feedback?rule=M3", headers=statistics, timeout=20).json()
         counted = {item["card"]: item["rule"] for item in report["feedback"]}
         assert counted.get(cards["host-a"]["uuid"]) == "M3"
         assert counted.get(cards["host-b"]["uuid"]) == "M3"
