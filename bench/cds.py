@@ -9,12 +9,17 @@ Measured in one run against one server:
 Prints p50/p95/p99, calls per second, and our p50/p99 as multiples of the floor's. Asserts nothing.
 
     .venv/bin/python bench/cds.py [--calls 1500] [--clients 8] [--workers N] [--threads 4]
+                                  [--database postgresql+psycopg://… --masters 2]
+
+With --database (PostgreSQL; emptied first) and --masters 2 the same calls go to two independent gunicorn
+masters on one database (each client process to one of them), as two hosts behind a load balancer.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
@@ -58,15 +63,18 @@ def _client(job: tuple[str, int, str, list[bytes], list[str] | None]) -> tuple[l
     return latencies, failures
 
 
-def run(url: str, bodies: list[dict], tokens: list[str] | None, clients: int) -> tuple[list[float], float, int]:
-    """`clients` client processes send their shares concurrently; returns latencies (ms), seconds, failures."""
+def run(url: str | list[str], bodies: list[dict], tokens: list[str] | None,
+        clients: int) -> tuple[list[float], float, int]:
+    """`clients` client processes send their shares concurrently (client k to url k mod len(urls)); returns
+    latencies (ms), seconds, failures."""
     from concurrent.futures import ProcessPoolExecutor
     from urllib.parse import urlsplit
 
-    parts = urlsplit(url)
+    urls = [url] if isinstance(url, str) else url
     share = len(bodies) // clients
     payloads = [json.dumps(b).encode() for b in bodies]
-    jobs = [(parts.hostname, parts.port, parts.path, payloads[k * share:(k + 1) * share],
+    jobs = [(urlsplit(urls[k % len(urls)]).hostname, urlsplit(urls[k % len(urls)]).port,
+             urlsplit(urls[k % len(urls)]).path, payloads[k * share:(k + 1) * share],
              tokens[k * share:(k + 1) * share] if tokens is not None else None) for k in range(clients)]
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(clients, mp_context=ctx) as pool:
@@ -93,17 +101,34 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=max(2, multiprocessing.cpu_count()))
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--database", help="SQLAlchemy URL (PostgreSQL), emptied first; default a SQLite file")
+    parser.add_argument("--masters", type=int, default=1, help="independent gunicorn masters on the database")
     args = parser.parse_args()
 
     keys = Keys()
     tmp = Path(tempfile.mkdtemp(prefix="lbp-cds-bench-"))
     issuers = tmp / "issuers.json"
     issuers.write_text(json.dumps({"issuers": [{"iss": ISSUER, "jwks": keys.jwks()}]}))
-    db = f"sqlite:///{tmp / 'cds.db'}"
+    db = args.database or f"sqlite:///{tmp / 'cds.db'}"
+    if args.database:
+        from sqlalchemy import create_engine
+
+        import app.cds.tables  # noqa: F401  (its tables are on the metadata, dropped too)
+        from app.store.schema import metadata
+
+        engine = create_engine(args.database)
+        metadata.drop_all(engine)
+        engine.dispose()
+    public = "http://cds.bench.test"  # one audience for every master, as behind a load balancer
     env = {"LBP_CDS_TRUSTED_ISSUERS_FILE": str(issuers), "LBP_CDS_BENCH_FLOOR": "true",
            "LBP_CDS_ALLOW_LOCAL_FHIR_SERVER": "true",  # the fhirServer below is this machine
-           "LBP_CDS_TODAY": TODAY.isoformat(), "LBP_VALIDATE_WRITES": "false"}
+           "LBP_CDS_TODAY": TODAY.isoformat(), "LBP_VALIDATE_WRITES": "false", "LBP_CDS_PUBLIC_BASE_URL": public}
+    print(f"database: {db.split('://')[0]}, {args.masters} gunicorn master(s); "
+          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs", flush=True)
     with Server(db, workers=args.workers, threads=args.threads, env=env, load_artifacts=True) as srv:
+        others = [Server(db, workers=args.workers, threads=args.threads, env=env) for _ in range(args.masters - 1)]
+        for other in others:
+            other.__enter__()
         fhir_token = srv.token("system/*.cruds")
         for path in sorted(DATA.glob("Bundle-patient-*.json")):
             r = requests.post(srv.base + "/fhir", data=path.read_bytes(), timeout=60, headers={
@@ -113,7 +138,9 @@ def main() -> None:
         # the FHIR server the service fetches from: its own gunicorn on the same database
         fhir_srv = Server(db, workers=1, threads=args.threads, env=env)
         fhir_srv.__enter__()
-        sign = srv.base + "/cds-services/lbp-order-sign-se"
+        path = "/cds-services/lbp-order-sign-se"
+        sign = [srv.base + path, *(o.base + path for o in others)]
+        floor_urls = [srv.base + "/cds-services/_floor", *(o.base + "/cds-services/_floor" for o in others)]
         n = args.calls - args.calls % args.clients
         print(f"gunicorn {args.workers} workers x {args.threads} threads, {args.clients} concurrent clients, "
               f"{n} calls per scenario, {multiprocessing.cpu_count()} CPUs (clients share them)", flush=True)
@@ -129,24 +156,26 @@ def main() -> None:
 
         # warm every worker (knowledge snapshot, compiled expressions, terminology index)
         warm = [prefetched() for _ in range(40)] + [fetched() for _ in range(40)]
-        run(sign, warm, [mint(keys, sign) for _ in warm], args.clients)
+        run(sign, warm, [mint(keys, public + path) for _ in warm], args.clients)
 
-        floor_lat, floor_s, floor_fail = run(srv.base + "/cds-services/_floor", [{} for _ in range(n)], None,
-                                             args.clients)
+        floor_lat, floor_s, floor_fail = run(floor_urls, [{} for _ in range(n)], None, args.clients)
         floor = (pct(floor_lat, 0.5), pct(floor_lat, 0.99))
         report("floor {\"cards\": []}", floor_lat, floor_s, floor_fail, None)
 
-        tokens = [mint(keys, sign) for _ in range(n)]
+        tokens = [mint(keys, public + path) for _ in range(n)]
         lat, secs, fail = run(sign, [prefetched() for _ in range(n)], tokens, args.clients)
         report("order-sign, full prefetch, JWT", lat, secs, fail, floor)
 
         m = max(args.clients, n // 2)
         m -= m % args.clients
-        tokens = [mint(keys, sign) for _ in range(m)]
+        tokens = [mint(keys, public + path) for _ in range(m)]
         lat, secs, fail = run(sign, [fetched() for _ in range(m)], tokens, args.clients)
         report("order-sign, fetched from FHIR, JWT", lat, secs, fail, floor)
         print("targets: prefetch p99 <= 25 ms and >= 500 calls/s; fetched p99 <= 60 ms", flush=True)
+        print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
         fhir_srv.__exit__(None, None, None)
+        for other in others:
+            other.__exit__(None, None, None)
 
 
 if __name__ == "__main__":

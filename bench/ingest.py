@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import bz2
 import concurrent.futures as cf
+import os
 import sqlite3
 import sys
 import tempfile
@@ -30,14 +31,19 @@ def bundle_files(shared: Path, limit: int | None) -> list[Path]:
     return info + (patients[:limit] if limit else patients)
 
 
-def load_over_http(base: str, bodies: list[tuple[str, bytes, int]], clients: int, token: str
+def load_over_http(base: str | list[str], bodies: list[tuple[str, bytes, int]], clients: int, token: str | list[str]
                    ) -> tuple[int, float, int]:
+    """Patient bundles from `clients` threads; with several bases (masters), bundle k goes to base k mod n."""
+    bases = [base] if isinstance(base, str) else base
+    tokens = [token] if isinstance(token, str) else token
     session = requests.Session()
-    headers = {"Content-Type": "application/fhir+json", "Authorization": f"Bearer {token}"}
+    order = {b[0]: k for k, b in enumerate(bodies)}
 
     def post(item):
         name, body, n = item
-        r = session.post(base + "/fhir", data=body, headers=headers, timeout=600)
+        k = order[name] % len(bases)
+        headers = {"Content-Type": "application/fhir+json", "Authorization": f"Bearer {tokens[k]}"}
+        r = session.post(bases[k] + "/fhir", data=body, headers=headers, timeout=600)
         if r.status_code != 200:
             return 0, 1
         bad = sum(1 for e in r.json().get("entry", []) if not e["response"]["status"].startswith("2"))
@@ -107,7 +113,11 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=2)
     ap.add_argument("--only", choices=["raw", "on", "off"], action="append",
                     help="run only these measurements (default: all)")
+    ap.add_argument("--database", help="PostgreSQL URL (emptied before each run) instead of a SQLite file")
+    ap.add_argument("--masters", type=int, default=1, help="independent gunicorn masters sharing the load")
     args = ap.parse_args()
+    print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs; "
+          f"{'PostgreSQL' if args.database else 'SQLite'}, {args.masters} gunicorn master(s)")
     files = bundle_files(Path(args.shared), args.patients)
     bodies = []
     for f in files:
@@ -127,10 +137,25 @@ def main() -> int:
     runs = [r for r in (("HTTP, validation on ", "true", "on"), ("HTTP, validation off", "false", "off"))
             if r[2] in only]
     for label, validate, _ in runs:
-        with tempfile.TemporaryDirectory() as tmp, Server(f"sqlite:///{tmp}/bench.db",
+        if args.database:
+            from sqlalchemy import create_engine
+
+            from app.store.schema import metadata
+
+            engine = create_engine(args.database)
+            metadata.drop_all(engine)
+            engine.dispose()
+        with tempfile.TemporaryDirectory() as tmp, Server(args.database or f"sqlite:///{tmp}/bench.db",
                                                          env={"LBP_VALIDATE_WRITES": validate}) as srv:
+            others = [Server(args.database or f"sqlite:///{tmp}/bench.db", env={"LBP_VALIDATE_WRITES": validate})
+                      for _ in range(args.masters - 1)]
+            for other in others:
+                other.__enter__()
             token = srv.token()
-            ok, elapsed, failed = load_over_http(srv.base, bodies, args.clients, token)
+            ok, elapsed, failed = load_over_http([srv.base, *(o.base for o in others)], bodies, args.clients,
+                                                 [token, *(o.token() for o in others)])
+            for other in others:
+                other.__exit__(None, None, None)
             rate = ok / elapsed
             results[label] = rate
             check = requests.get(srv.base + "/fhir/Patient?_summary=count", timeout=30,

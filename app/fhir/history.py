@@ -59,6 +59,6 @@ def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise FHIRError("invalid", f"{name} must be a non-negative integer", name)
     return max(lo, min(int(raw), hi))

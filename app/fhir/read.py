@@ -46,7 +46,7 @@ def _subset_response(stored: Stored):
 def vread(res_type: str, res_id: str, vid: str):
     check_type(res_type)
     check_id(res_id, res_type)
-    if not vid.isdigit():
+    if not (vid.isascii() and vid.isdigit()):
         raise FHIRError("invalid", f"'{vid}' is not a version id", f"{res_type}.meta.versionId")
     stored = current_app.extensions["lbp"].store.vread(res_type, res_id, int(vid))
     if stored is None:

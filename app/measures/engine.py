@@ -376,7 +376,7 @@ class MeasureEvaluator:
             if any(self._truth(fv, g.populations["initial-population"], "", report=False) for g in m.groups):
                 more |= self.needs[m.id]
         if more - fv.raw.keys():
-            fv = evaluate_features(self.kb, self.library, context, only=more | self.placing)
+            fv = evaluate_features(self.kb, self.library, context, only=more | self.placing, earlier=fv)
         self._tally_feature_issues(fv)
         out: dict[str, SubjectResult] = {}
         refs = [f"{r['resourceType']}/{r.get('id', '')}" for r in resources]

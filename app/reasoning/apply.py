@@ -59,6 +59,7 @@ from app.reasoning.features import (
     reference_to,
 )
 from app.reasoning.knowledge import Artifact, KnowledgeBase
+from app.reasoning.needs import features_read
 from app.reasoning.outcomes import (
     INCOMPLETE,
     OutcomeWording,
@@ -871,7 +872,7 @@ def apply_plan_definition(
     context = _apply_context(kb, context, record, fail_features, subject=subject, today=today,
                              draft_orders=draft_orders, selections=selections, encounter=encounter,
                              practitioner=practitioner)
-    run = _Run(kb, context, trigger, practitioner, variables_read(kb, plan))
+    run = _Run(kb, context, trigger, practitioner, set(features_read(kb, plan, trigger)))
     library = kb.library_for(plan.resource)
     if library is None and plan.resource.get("library"):
         run.issues.append(

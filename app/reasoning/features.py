@@ -288,6 +288,7 @@ def evaluate_features(
     *,
     only: Iterable[str] | None = None,
     fail: Iterable[str] = (),
+    earlier: FeatureValues | None = None,
 ) -> FeatureValues:
     """Evaluate the case features of `library` over `context`, in declaration order.
 
@@ -302,6 +303,11 @@ def evaluate_features(
     Fault injection: `fail` names features (of this Library) to force to fail, together with the
     context's `fail_features`; each raises `ForcedFailure` in place of its evaluation and takes the
     path of a real error. Names the Library does not declare are ignored.
+
+    `earlier`: the values of a previous call for the same Library and context (with fewer features):
+    those are kept as they were (value, failure, issue) and only the features it lacks are evaluated,
+    so a second step that needs more features does not evaluate (or count the failures of) the first
+    step's features again.
     """
     artifact = library if isinstance(library, Artifact) else kb.artifact(library, "Library")
     if artifact is None:
@@ -313,9 +319,20 @@ def evaluate_features(
     timings: dict[str, float] = {}
     failures: dict[str, FeatureFailure] = {}
     scope = Scope.of(context.variables())
+    if earlier is not None and (earlier.library is not artifact or earlier.context is not context):
+        earlier = None
+    if earlier is not None:
+        issues.extend(earlier.issues)
+        failures.update(earlier.failures)
+        for name, value in earlier.raw.items():
+            scope[name] = value
     run = Evaluator(context.focus, scope, context.env)
     clock = time.perf_counter
     for feature in artifact.features:
+        if earlier is not None and feature.name in earlier.raw:
+            raw[feature.name] = earlier.raw[feature.name]
+            timings[feature.name] = earlier.timings_ms.get(feature.name, 0.0)
+            continue
         if wanted is not None and feature.name not in wanted:
             continue
         started = clock()

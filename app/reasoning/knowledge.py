@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +104,9 @@ class _Snapshot:
     by_url: Mapping[str, tuple[Artifact, ...]]  # newest version first
     terminology: _LazyTerminology
     order: Mapping[tuple[str, str], int] = field(default_factory=dict)  # load order, for "latest wins" ties
+    # what is worked out once from this set of artifacts (e.g. the features a hook reads); a new
+    # snapshot (any artifact added or removed) starts empty, so nothing outlives its knowledge epoch
+    derived: dict[Any, Any] = field(default_factory=dict, compare=False)
 
 
 def _by_url(
@@ -369,6 +372,16 @@ class KnowledgeBase:
     @property
     def terminology(self) -> TerminologyIndex:
         return self._state.terminology.get()
+
+    def derived(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """`compute()` worked out once per knowledge epoch: kept with the current set of artifacts and
+        forgotten when any artifact is added or removed."""
+        cache = self._state.derived
+        try:
+            return cache[key]
+        except KeyError:
+            value = cache[key] = compute()
+            return value
 
     def warm(self) -> None:
         """Build the terminology index, and load the FHIR models $apply writes with, ahead of the first

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from sqlalchemy import and_, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 
 from app.errors import FHIRError
@@ -116,6 +117,10 @@ class Store:
         content_col = "content::text" if self.dialect == "postgresql" else "content"
         self.sql_read = (f"SELECT version, last_updated, deleted, {content_col}, rid FROM resources "
                          f"WHERE res_type = {mark} AND res_id = {mark}")
+        # An update or delete reads the current version under a row lock on PostgreSQL: a concurrent writer
+        # (another worker or host) waits for this transaction and then sees its version, so a conflicting
+        # If-Match answers 412 instead of both writers racing to the history row. SQLite serializes writers.
+        self.sql_read_for_update = self.sql_read + (" FOR UPDATE" if self.dialect == "postgresql" else "")
         self.sql_insert_index = {
             kind: f"INSERT INTO {table.name} ({', '.join(c.name for c in table.columns)}) "
                   f"VALUES ({', '.join([mark] * len(table.columns))})"
@@ -127,9 +132,11 @@ class Store:
                 conn.execute(insert(schema.knowledge_epoch).values(id=1, epoch=0))
 
     # ------------------------------------------------------------------ reads
-    def read(self, res_type: str, res_id: str, conn: Connection | None = None) -> Stored | None:
+    def read(self, res_type: str, res_id: str, conn: Connection | None = None, *,
+             for_update: bool = False) -> Stored | None:
         with self._conn(conn) as c:
-            row = c.exec_driver_sql(self.sql_read, (res_type, res_id)).first()
+            row = c.exec_driver_sql(self.sql_read_for_update if for_update else self.sql_read,
+                                    (res_type, res_id)).first()
         if row is None:
             return None
         return Stored(res_type, res_id, row[0], row[1], bool(row[2]), _load_content(row[3]), rid=row[4])
@@ -237,11 +244,16 @@ class Store:
                         conn.execute(
                             update(schema.knowledge_epoch).values(epoch=schema.knowledge_epoch.c.epoch + 1)
                         )
-                except BaseException:
+                except BaseException as exc:
                     if self.dialect == "sqlite":
                         conn.exec_driver_sql("ROLLBACK")
                     else:
                         conn.rollback()
+                    if self.dialect == "postgresql" and isinstance(exc, IntegrityError):
+                        # another worker or host wrote the same key first (e.g. two creates of one new id):
+                        # this transaction is rolled back whole, as a conflict the client may retry
+                        raise FHIRError("conflict", "a concurrent write changed the same resource; retry",
+                                        "Bundle", status=409) from None
                     raise
                 else:
                     if self.dialect == "sqlite":
@@ -309,10 +321,10 @@ class Transaction:
         return self._rids.pop()
 
     # reads inside the transaction see its own pending writes
-    def read(self, res_type: str, res_id: str) -> Stored | None:
+    def read(self, res_type: str, res_id: str, *, for_update: bool = False) -> Stored | None:
         if (res_type, res_id) in self._pending_keys:
             self.flush()
-        return self.store.read(res_type, res_id, self.conn)
+        return self.store.read(res_type, res_id, self.conn, for_update=for_update)
 
     def flush(self) -> None:
         # Driver-level executemany with tuples: the bulk-load hot path.
@@ -375,7 +387,7 @@ class Transaction:
                index_rows: IndexRows | None = None) -> tuple[Stored, bool]:
         """Update or create with the client's id. Returns (stored, created)."""
         res_type, res_id = resource["resourceType"], resource["id"]
-        current = self.read(res_type, res_id)
+        current = self.read(res_type, res_id, for_update=True)
         if if_match is not None and (current is None or current.deleted or current.version != if_match):
             raise FHIRError(
                 "conflict",
@@ -408,7 +420,7 @@ class Transaction:
 
     def delete(self, res_type: str, res_id: str, *, if_match: int | None = None) -> Stored | None:
         """Delete (a new, empty version). Returns None when there was nothing to delete."""
-        current = self.read(res_type, res_id)
+        current = self.read(res_type, res_id, for_update=True)
         if if_match is not None and (current is None or current.deleted or current.version != if_match):
             raise FHIRError(
                 "conflict", f"If-Match version {if_match} does not match {res_type}/{res_id}",
