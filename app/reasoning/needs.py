@@ -70,7 +70,9 @@ def features_read(kb: KnowledgeBase, plan: Artifact, trigger: str | None) -> fro
     loaded = kb.artifact(plan.label, plan.resource_type)
     if loaded is not plan:
         return frozenset(_features_read(kb, plan, trigger))
-    return kb.derived(("features-read", plan.label, trigger), lambda: frozenset(_features_read(kb, plan, trigger)))
+    found: frozenset[str] = kb.derived(("features-read", plan.label, trigger),
+                                       lambda: frozenset(_features_read(kb, plan, trigger)))
+    return found
 
 
 def _features_read(kb: KnowledgeBase, plan: Artifact, trigger: str | None) -> set[str]:

@@ -296,7 +296,7 @@ def pathway_view(patient_id: str, variant: str, lang: str) -> dict[str, Any] | N
     fields = _case_fields(kb, plan, record, patient, computed.features)
     actions = _actions_by_id(kb)
     step = status.get("step")
-    collect = _questionnaires_to_collect(kb, status, lang)
+    collect = _questionnaires_to_collect(kb, computed, lang)
     chart = _progress_chart(kb, record, lang)
     clinical_lang = variants()[variant].language
     next_step = _action_info(actions, step.get("because")) if step else None
@@ -314,13 +314,13 @@ def pathway_view(patient_id: str, variant: str, lang: str) -> dict[str, Any] | N
         "variant": variant,
         "status": status,
         "next_step": next_step,
-        "recommendations": _recommendations(actions, status),
+        "recommendations": _recommendations(actions, computed),
         "flags": status.get("flags", []),
         "screening": status.get("screening"),
         "scores": score_history(record, score_codes(kb)),
         "nrs": status.get("nrs") or {},
         **fields,
-        "pathway_start": _pathway_start(status),
+        "pathway_start": _pathway_start(computed),
         "deadlines": status.get("deadlines", []),
         "missing": status.get("missing", []),
         "collect": collect,
