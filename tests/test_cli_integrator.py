@@ -33,6 +33,9 @@ def served(tmp_path_factory):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{server.server_port}"
+    # the audience of client and CDS JWTs is the configured public URL, never the Host header (docs/security.md)
+    app.config["PUBLIC_BASE_URL"] = base
+    app.config["CDS_ALLOW_LOCAL_FHIR_SERVER"] = True  # the FHIR server the hooks fetch from is this local one
     os.environ.pop("PORT", None)
     yield {"base": base, "app": app, "keys": str(tmp / "keys"), "tmp": tmp}
     server.shutdown()
