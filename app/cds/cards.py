@@ -32,6 +32,8 @@ CITATION_EN = "https://lbp-pathway.org/fhir/StructureDefinition/citation-en"
 OVERRIDE_REASON = "https://lbp-pathway.org/fhir/StructureDefinition/override-reason"
 RULES_EXTENSION = "org.lbp-pathway.rules"  # further contributing rule ids (Codings), see docs/cds-hooks.md
 STEP_EXTENSION = "org.lbp-pathway.pathway-step"
+# an action whose advice is part of another action's decision: one card for both when both apply
+SAME_DECISION = "https://lbp-pathway.org/fhir/StructureDefinition/same-decision-as"
 EVALUATION_EXTENSION = "org.lbp-pathway.evaluation"  # a card (or response) whose evaluation is incomplete
 EVALUATION_OUTCOME = "https://lbp-pathway.org/fhir/StructureDefinition/evaluation-outcome"
 FAILED_FEATURE = "https://lbp-pathway.org/fhir/StructureDefinition/failed-feature"
@@ -284,17 +286,93 @@ def missing_items(questionnaire: Mapping[str, Any], response: Mapping[str, Any],
 def cards_from(request_group: Mapping[str, Any], ctx: CardContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(cards, their rule summary rows). One action that cannot be turned into a card is logged and left out."""
     cards: list[dict[str, Any]] = []
-    for action in card_actions(list(request_group.get("action", []) or [])):
+    built: dict[str, dict[str, Any]] = {}
+    merged: list[tuple[str, Mapping[str, Any], dict[str, Any]]] = []
+    actions = card_actions(list(request_group.get("action", []) or []))
+    present = {a.get("id") for a in actions}
+    for action in actions:
         try:
             card = to_card(action, ctx)
         except Exception as exc:  # one malformed action must not cost the other cards
             log.error("card for action %s could not be built: %s", action.get("id", "?"), type(exc).__name__)
             continue
-        if card is not None:
+        if card is None:
+            continue
+        target = same_decision_as(action)
+        if target and target in present and target != action.get("id"):
+            merged.append((target, action, card))
+            continue
+        if action.get("id"):
+            built[action["id"]] = card
+        cards.append(card)
+    for target, action, card in merged:
+        host = built.get(target)
+        host_status = ((host or {}).get("extension") or {}).get(EVALUATION_EXTENSION, {}).get("status")
+        if host is None or host_status == "not-evaluated":
+            # the card it belongs to is not there, or only says it could not be evaluated: it stands alone
             cards.append(card)
+        else:
+            merge_into(host, card, rule_codes(action), ctx)
     order = {"critical": 0, "warning": 1, "info": 2}
     cards.sort(key=lambda c: order[c["indicator"]])
     return cards, []
+
+
+def same_decision_as(action: Mapping[str, Any]) -> str | None:
+    """The id of the action whose card carries this one's decision (extension same-decision-as), if any."""
+    return next((e.get("valueString") for e in action.get("extension", []) or []
+                 if e.get("url") == SAME_DECISION and e.get("valueString")), None)
+
+
+def _offered(suggestion: Mapping[str, Any]) -> set[str]:
+    keys = set()
+    for a in suggestion.get("actions", []) or []:
+        resource = a.get("resource") or {}
+        for canonical in resource.get("instantiatesCanonical", []) or []:
+            keys.add(canonical)
+        if a.get("resourceId"):
+            keys.add(a["resourceId"])
+    return keys
+
+
+def merge_into(host: dict[str, Any], card: Mapping[str, Any], rules: list[str], ctx: CardContext) -> None:
+    """One card per decision: another rule's advice on the same decision joins the host card as suggestions
+    (those it does not already offer) and as a rule of the card; its indicator raises the host's if higher."""
+    offered = set().union(*[_offered(s) for s in host.get("suggestions", [])] or [set()])
+    for suggestion in card.get("suggestions", []) or []:
+        keys = _offered(suggestion)
+        if keys and keys <= offered:
+            continue
+        host.setdefault("suggestions", []).append(suggestion)
+        host.setdefault("selectionBehavior", card.get("selectionBehavior", "any"))
+        offered |= keys
+    order = {"critical": 0, "warning": 1, "info": 2}
+    if order[card["indicator"]] < order[host["indicator"]]:
+        host["indicator"] = card["indicator"]
+    summary_line = card.get("summary", "")
+    if summary_line and summary_line not in host.get("detail", ""):
+        host["detail"] = (host.get("detail", "") + f"\n\n**{summary_line}**").strip()
+    host_rules = {host.get("source", {}).get("topic", {}).get("code")}
+    extension = host.setdefault("extension", {})
+    listed = extension.setdefault(RULES_EXTENSION, [])
+    host_rules |= {r.get("code") for r in listed}
+    for rule in rules:
+        if rule not in host_rules:
+            listed.append({"system": RULES, "code": rule,
+                           **({"display": ctx.rule_display[rule]} if rule in ctx.rule_display else {})})
+            host_rules.add(rule)
+    if not listed:
+        extension.pop(RULES_EXTENSION)
+    joined = (card.get("extension") or {}).get(EVALUATION_EXTENSION)
+    if joined:  # the merged advice's incomplete evidence stays visible on the card that now carries it
+        own = extension.get(EVALUATION_EXTENSION) or {"status": "incomplete", "failedRules": [], "failedFeatures": []}
+        extension[EVALUATION_EXTENSION] = {
+            "status": own["status"] if own["status"] == "not-evaluated" else "incomplete",
+            "failedRules": list(dict.fromkeys([*own["failedRules"], *joined["failedRules"]])),
+            "failedFeatures": list(dict.fromkeys([*own["failedFeatures"], *joined["failedFeatures"]])),
+        }
+    if not extension:
+        host.pop("extension")
 
 
 def response_evaluation(cards: list[dict[str, Any]]) -> dict[str, Any] | None:
