@@ -252,3 +252,53 @@ def test_backupp_start_prompts_eq5d_and_rmdq(cds):
     assert any("EQ-5D" in s for s in labels) and any("RMDQ" in s for s in labels), labels
     assert not [c for c in cards(cds, "se", "patient-view", record) if c["source"]["topic"]["code"] == "Q9"]
 
+
+
+# ------------------------------------------------------------------ DK-2: MRI orders in the Danish variant
+def test_a_danish_mri_order_without_indication_gets_a_danish_card_that_names_its_swedish_rule(cds):
+    record = Record("dk-mri", 40).lbp(28).red_flags().screening("low").nrs(5)
+    found = [c for c in cards(cds, "midtjylland", "order-sign", record, [ORDERS["mri"]("dk-mri")])
+             if c["source"]["topic"]["code"] == "I0"]
+    assert len(found) == 1 and found[0]["indicator"] == "warning"
+    card = found[0]
+    assert card["summary"].startswith("Billeddiagnostik")
+    assert "Citaterne gengives på originalsproget (svensk)" in card["detail"]
+    assert "svenske kilder" in card["detail"]
+    assert all(r["display"] and "the" not in r["display"].split() for r in card.get("overrideReasons", []))
+    flagged = Record("dk-mri-flag", 40).lbp(28).condition("C61").red_flags(RF4=True).screening("low").nrs(5)
+    assert "I0" not in topics(cards(cds, "midtjylland", "order-sign", flagged, [ORDERS["mri"]("dk-mri-flag")]))
+
+
+def test_a_danish_red_flag_card_names_the_flag_in_danish(cds):
+    record = Record("dk-rf", 40).lbp(35).condition("C61").red_flags(RF4=True).screening("low").nrs(5)
+    red = [c for c in cards(cds, "midtjylland", "patient-view", record) if c["source"]["topic"]["code"] == "RF4"]
+    assert len(red) == 1 and "Udløst af:** Rødt flag: tidligere kræftsygdom" in red[0]["detail"]
+    swedish = [c for c in cards(cds, "se", "patient-view", record) if c["source"]["topic"]["code"] == "RF4"]
+    assert "Utlöst av:** Röd flagga: tidigare cancersjukdom" in swedish[0]["detail"]
+
+
+def test_clinician_forms_are_linked_to_the_clinician_context_with_their_title(cds):
+    record = treated("rc1-link", 7, 7).mri_report(60)
+    found = cards(cds, "skane", "order-sign", record, [ORDERS["referral"]("rc1-link")])
+    links = [link for c in found for link in c.get("links", [])]
+    template = [link for link in links if "Remiss till ortopedisk klinik" in link["label"]]
+    assert template and all("/q/" not in link["url"] for link in template), links
+    assert all(link["label"].startswith("Fylls i av behandlaren") for link in template)
+
+
+# ------------------------------------------------------------------ BF1: blue flags are read
+def test_blue_flags_from_the_intake_give_one_work_card(cds):
+    record = intake(Record("bf1", 40).lbp(28).red_flags().screening("low").nrs(5),
+                    work_factors=("https://lbp-pathway.org/fhir/CodeSystem/lbp-work-factor", ["heavy-physical"]))
+    assert topics(cards(cds, "se", "patient-view", record)).get("BF1") == "info"
+    none = intake(Record("bf1-none", 40).lbp(28).red_flags().screening("low").nrs(5),
+                  work_factors=("https://lbp-pathway.org/fhir/CodeSystem/lbp-work-factor", ["none"]))
+    assert "BF1" not in topics(cards(cds, "se", "patient-view", none))
+    # with sick leave in Skåne the work environment is one decision: the sick-leave card carries it
+    on_leave = intake(Record("bf1-leave", 40).lbp(28).red_flags().screening("low").nrs(5), sick_leave=True,
+                      sick_leave_weeks=2,
+                      work_factors=("https://lbp-pathway.org/fhir/CodeSystem/lbp-work-factor", ["heavy-physical"]))
+    found = cards(cds, "skane", "patient-view", on_leave)
+    work = [c for c in found if "BF1" in [c["source"]["topic"]["code"]]
+            + [r["code"] for r in (c.get("extension") or {}).get("org.lbp-pathway.rules", [])]]
+    assert len(work) == 1, [c["summary"] for c in found]
