@@ -302,3 +302,10 @@ def test_blue_flags_from_the_intake_give_one_work_card(cds):
     work = [c for c in found if "BF1" in [c["source"]["topic"]["code"]]
             + [r["code"] for r in (c.get("extension") or {}).get("org.lbp-pathway.rules", [])]]
     assert len(work) == 1, [c["summary"] for c in found]
+
+
+def test_basic_treatment_follows_the_red_flag_screening(cds):
+    unassessed = Record("b1-open", 40).lbp(28).screening("low").nrs(5)
+    assert "B1" not in topics(cards(cds, "se", "patient-view", unassessed))
+    assessed = Record("b1-done", 40).lbp(28).red_flags().screening("low").nrs(5)
+    assert topics(cards(cds, "se", "patient-view", assessed)).get("B1") == "info"
