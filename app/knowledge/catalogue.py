@@ -145,6 +145,7 @@ NOT_COMPUTABLE_ELEMENTS: list[tuple[str, str, str]] = [
     ("P3b", "Short videos from each sector, exercise videos", "No video content in the seeds; the project makes none."),
     ("DK-9", "Municipal offers differ between municipalities",
      "No list of municipal offers in the seeds; the municipal request carries the hand-over code only."),
+    ("SK-13", "Indicators from the Swedish spine register", "Register data outside the journal and the seeds."),
     ("SE-6", "Generic rehabilitation and insurance-medicine model; lifestyle support",
      "Other national knowledge support, not among the seeds."),
 ]

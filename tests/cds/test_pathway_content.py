@@ -309,3 +309,20 @@ def test_basic_treatment_follows_the_red_flag_screening(cds):
     assert "B1" not in topics(cards(cds, "se", "patient-view", unassessed))
     assessed = Record("b1-done", 40).lbp(28).red_flags().screening("low").nrs(5)
     assert topics(cards(cds, "se", "patient-view", assessed)).get("B1") == "info"
+
+
+# ------------------------------------------------------------------ SE-13: stop an add-on drug without effect
+def _active_nsaid(record: Record) -> Record:
+    record.resources.append({"resourceType": "MedicationStatement", "id": record._id("ms"), "status": "active",
+                             "subject": record.subject(),
+                             "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc",
+                                                                       "code": "M01AE01"}]}})
+    return record
+
+
+def test_an_active_add_on_drug_without_effect_is_reviewed(cds):
+    found = cards(cds, "se", "patient-view", _active_nsaid(treated("m1-review", 7, 7)))
+    assert any(c["summary"].startswith("Tilläggsläkemedel utan tydlig effekt") for c in found), \
+        [c["summary"] for c in found]
+    helped = cards(cds, "se", "patient-view", _active_nsaid(treated("m1-helps", 7, 2)))
+    assert not any(c["summary"].startswith("Tilläggsläkemedel") for c in helped)

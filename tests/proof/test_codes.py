@@ -58,6 +58,7 @@ NOT_DECIDED_BY_THE_CODE = {
     ("draftedR0Referral", "referral-improvement-unknown"): "needs basic treatment recorded",
     ("basicTreatmentProcedures", "no-improvement-municipality-or-hospital"): "needs eight weeks in the primary sector "
                                                                               "without clear improvement",
+    ("activeAddOnMedication", "add-on-without-effect-review"): "needs no clear improvement with persisting pain",
     ("acuteSignRa4Record", "suspected-spondylitis-assess-today"): "fires on the patient's answer alone; a coded "
                                                                    "spondylitis turns it into the acute referral",
     ("draftedMuscleRelaxant", "muscle-relaxant-not-acute"): "needs pain of 6 weeks or more",
