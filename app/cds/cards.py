@@ -32,6 +32,10 @@ CITATION_EN = "https://lbp-pathway.org/fhir/StructureDefinition/citation-en"
 OVERRIDE_REASON = "https://lbp-pathway.org/fhir/StructureDefinition/override-reason"
 RULES_EXTENSION = "org.lbp-pathway.rules"  # further contributing rule ids (Codings), see docs/cds-hooks.md
 STEP_EXTENSION = "org.lbp-pathway.pathway-step"
+# an action whose advice is part of another action's decision: one card for both when both apply
+SAME_DECISION = "https://lbp-pathway.org/fhir/StructureDefinition/same-decision-as"
+# the rule ids that fired, set by a dynamicValue; the card names them in its language (lbp-rules designations)
+FIRED_RULES = "https://lbp-pathway.org/fhir/StructureDefinition/fired-rules"
 EVALUATION_EXTENSION = "org.lbp-pathway.evaluation"  # a card (or response) whose evaluation is incomplete
 EVALUATION_OUTCOME = "https://lbp-pathway.org/fhir/StructureDefinition/evaluation-outcome"
 FAILED_FEATURE = "https://lbp-pathway.org/fhir/StructureDefinition/failed-feature"
@@ -57,6 +61,13 @@ class CardContext:
     plan_language: Mapping[str, str] = field(default_factory=dict)  # card action id -> artifact language
     # questionnaire canonical -> the items the record cannot fill (None: the questionnaire pre-fills nothing)
     missing_fields: Any = None
+    # questionnaire canonical -> its title in the card's language (link labels name the form, not its id)
+    questionnaire_title: Any = None
+    # (system, code) of an override reason -> its display in the card's language
+    override_display: Any = None
+    # questionnaire canonical -> True when a clinician fills it (referral template, rehabilitation plan …)
+    clinician_form: Any = None
+    clinician_link: Any = None  # questionnaire canonical -> URL of the clinician context for it (or None)
 
 
 def text(element: Mapping[str, Any], key: str, language: str, primary: str | None) -> str | None:
@@ -114,8 +125,47 @@ def _summary(value: str) -> str:
     return value if len(value) <= SUMMARY_MAX else value[: SUMMARY_MAX - 1].rstrip() + "…"
 
 
+def _fired(action: Mapping[str, Any], ctx: CardContext) -> str:
+    """'Red flags that fired: …' in the card's language, when a dynamicValue named them."""
+    fired = next((e.get("valueString") for e in action.get("extension", []) or []
+                  if e.get("url") == FIRED_RULES and e.get("valueString")), None)
+    if not fired:
+        return ""
+    # the slot's placeholder (or anything that is not a rule id) names nothing
+    names = [ctx.rule_display[r.strip()] for r in fired.split(",") if r.strip() in ctx.rule_display]
+    if not names:
+        return ""
+    return f"**{_FIRED_LABEL.get(ctx.language, _FIRED_LABEL['en'])}** " + "; ".join(names)
+
+
+def _source_language(display: str) -> str | None:
+    """The language a citation is quoted in, from its source's name (Swedish and Danish documents)."""
+    if "Midtjylland" in display:
+        return "da"
+    if any(k in display for k in ("Skåne", "Konsekvensbeskrivning", "BackUpp")):
+        return "sv"
+    return None
+
+
+def _quote_note(action: Mapping[str, Any], ctx: CardContext) -> str:
+    """Quotes keep their original language and say so; a Danish card resting on a Swedish rule says that too."""
+    languages = {_source_language(d.get("display", "")) for d in action.get("documentation", []) or []
+                 if d.get("type") in ("citation", "documentation")} - {None}
+    foreign = sorted(lang for lang in languages if lang != ctx.language)
+    if not foreign:
+        return ""
+    notes = [_QUOTE_LABEL.get(ctx.language, _QUOTE_LABEL["en"]).format(
+        language=_LANGUAGE_NAMES.get(ctx.language, _LANGUAGE_NAMES["en"]).get(lang, lang)) for lang in foreign]
+    if ctx.language == "da" and "sv" in foreign:
+        notes.append(_SKANE_RULE_DA)
+    return "\n\n" + "\n\n".join(f"*{n}*" for n in notes)
+
+
 def _detail(action: Mapping[str, Any], ctx: CardContext, primary: str | None) -> str:
     detail = text(action, "description", ctx.language, primary) or ""
+    fired = _fired(action, ctx)
+    if fired:
+        detail = f"{fired}\n\n{detail}"
     for doc in action.get("documentation", []) or []:
         if doc.get("type") not in ("citation", "documentation"):
             continue
@@ -129,6 +179,8 @@ def _detail(action: Mapping[str, Any], ctx: CardContext, primary: str | None) ->
             continue
         quote = "\n>\n".join("> " + line for line in citation.splitlines() if line.strip())
         detail += f"\n\n{quote}\n>\n> — {doc.get('display', '')}"
+    if ">" in detail:
+        detail += _quote_note(action, ctx)
     return detail.strip()
 
 
@@ -205,19 +257,30 @@ def to_card(action: Mapping[str, Any], ctx: CardContext) -> dict[str, Any] | Non
     reasons = [e["valueCoding"] for e in action.get("extension", []) or []
                if e.get("url") == OVERRIDE_REASON and isinstance(e.get("valueCoding"), Mapping)]
     if reasons:
-        card["overrideReasons"] = [
-            {k: v for k, v in r.items() if k in ("system", "code", "display")} for r in reasons
-        ]
+        card["overrideReasons"] = []
+        for r in reasons:
+            reason = {k: v for k, v in r.items() if k in ("system", "code", "display")}
+            display = ctx.override_display(r.get("system"), r.get("code")) if ctx.override_display else None
+            if display:
+                reason["display"] = display
+            card["overrideReasons"].append(reason)
     links: list[dict[str, Any]] = []
     for canonical in _questionnaires(offered_actions):
         missing = ctx.missing_fields(canonical) if ctx.missing_fields else None
         if missing:
             label = _MISSING_LABEL.get(ctx.language, _MISSING_LABEL["en"])
             card["detail"] += f"\n\n**{label}**\n" + "\n".join(f"- {m}" for m in missing)
-        url = ctx.questionnaire_link(canonical)
+        clinician = bool(ctx.clinician_form and ctx.clinician_form(canonical))
+        if clinician:
+            url = ctx.clinician_link(canonical) if ctx.clinician_link else None
+            kind = "clinician-form"
+        else:
+            url = ctx.questionnaire_link(canonical)
+            kind = "questionnaire"
         if url:
-            name = canonical.rsplit("/", 1)[-1].split("|")[0]
-            links.append({"label": _LINK_LABELS["questionnaire"].get(ctx.language, "Questionnaire") + f": {name}",
+            name = (ctx.questionnaire_title(canonical) if ctx.questionnaire_title else None) \
+                or canonical.rsplit("/", 1)[-1].split("|")[0]
+            links.append({"label": _LINK_LABELS[kind].get(ctx.language, _LINK_LABELS[kind]["en"]) + f": {name}",
                           "url": url, "type": "absolute"})
     if ctx.pathway_link:
         links.append({"label": _LINK_LABELS["pathway"].get(ctx.language, "Pathway"), "url": ctx.pathway_link,
@@ -245,8 +308,26 @@ def to_card(action: Mapping[str, Any], ctx: CardContext) -> dict[str, Any] | Non
 
 _LINK_LABELS = {
     "questionnaire": {"sv": "Patientens formulär", "da": "Patientens skema", "en": "Patient questionnaire"},
+    "clinician-form": {"sv": "Fylls i av behandlaren", "da": "Udfyldes af behandleren",
+                       "en": "Filled in by the clinician"},
     "pathway": {"sv": "Vårdförloppet för patienten", "da": "Patientens forløb", "en": "The patient's pathway"},
 }
+
+
+_FIRED_LABEL = {"sv": "Utlöst av:", "da": "Udløst af:", "en": "Fired by:"}
+_QUOTE_LABEL = {
+    "sv": "Citaten återges på originalspråket ({language}).",
+    "da": "Citaterne gengives på originalsproget ({language}).",
+    "en": "Quotations are given in their original language ({language}).",
+}
+_LANGUAGE_NAMES = {
+    "sv": {"sv": "svenska", "da": "danska"},
+    "da": {"sv": "svensk", "da": "dansk"},
+    "en": {"sv": "Swedish", "da": "Danish"},
+}
+_SKANE_RULE_DA = ("Kortet bygger på en regel fra de svenske kilder (Region Skånes vårdprogram eller det nationale "
+                  "vårdförlopp), som Region Midtjyllands forløbsprogram ikke selv fastlægger – en antagelse, der er "
+                  "markeret i artefaktet.")
 
 
 _MISSING_LABEL = {
@@ -284,17 +365,93 @@ def missing_items(questionnaire: Mapping[str, Any], response: Mapping[str, Any],
 def cards_from(request_group: Mapping[str, Any], ctx: CardContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(cards, their rule summary rows). One action that cannot be turned into a card is logged and left out."""
     cards: list[dict[str, Any]] = []
-    for action in card_actions(list(request_group.get("action", []) or [])):
+    built: dict[str, dict[str, Any]] = {}
+    merged: list[tuple[str, Mapping[str, Any], dict[str, Any]]] = []
+    actions = card_actions(list(request_group.get("action", []) or []))
+    present = {a.get("id") for a in actions}
+    for action in actions:
         try:
             card = to_card(action, ctx)
         except Exception as exc:  # one malformed action must not cost the other cards
             log.error("card for action %s could not be built: %s", action.get("id", "?"), type(exc).__name__)
             continue
-        if card is not None:
+        if card is None:
+            continue
+        target = same_decision_as(action)
+        if target and target in present and target != action.get("id"):
+            merged.append((target, action, card))
+            continue
+        if action.get("id"):
+            built[action["id"]] = card
+        cards.append(card)
+    for target, action, card in merged:
+        host = built.get(target)
+        host_status = ((host or {}).get("extension") or {}).get(EVALUATION_EXTENSION, {}).get("status")
+        if host is None or host_status == "not-evaluated":
+            # the card it belongs to is not there, or only says it could not be evaluated: it stands alone
             cards.append(card)
+        else:
+            merge_into(host, card, rule_codes(action), ctx)
     order = {"critical": 0, "warning": 1, "info": 2}
     cards.sort(key=lambda c: order[c["indicator"]])
     return cards, []
+
+
+def same_decision_as(action: Mapping[str, Any]) -> str | None:
+    """The id of the action whose card carries this one's decision (extension same-decision-as), if any."""
+    return next((e.get("valueString") for e in action.get("extension", []) or []
+                 if e.get("url") == SAME_DECISION and e.get("valueString")), None)
+
+
+def _offered(suggestion: Mapping[str, Any]) -> set[str]:
+    keys = set()
+    for a in suggestion.get("actions", []) or []:
+        resource = a.get("resource") or {}
+        for canonical in resource.get("instantiatesCanonical", []) or []:
+            keys.add(canonical)
+        if a.get("resourceId"):
+            keys.add(a["resourceId"])
+    return keys
+
+
+def merge_into(host: dict[str, Any], card: Mapping[str, Any], rules: list[str], ctx: CardContext) -> None:
+    """One card per decision: another rule's advice on the same decision joins the host card as suggestions
+    (those it does not already offer) and as a rule of the card; its indicator raises the host's if higher."""
+    offered = set().union(*[_offered(s) for s in host.get("suggestions", [])] or [set()])
+    for suggestion in card.get("suggestions", []) or []:
+        keys = _offered(suggestion)
+        if keys and keys <= offered:
+            continue
+        host.setdefault("suggestions", []).append(suggestion)
+        host.setdefault("selectionBehavior", card.get("selectionBehavior", "any"))
+        offered |= keys
+    order = {"critical": 0, "warning": 1, "info": 2}
+    if order[card["indicator"]] < order[host["indicator"]]:
+        host["indicator"] = card["indicator"]
+    summary_line = card.get("summary", "")
+    if summary_line and summary_line not in host.get("detail", ""):
+        host["detail"] = (host.get("detail", "") + f"\n\n**{summary_line}**").strip()
+    host_rules = {host.get("source", {}).get("topic", {}).get("code")}
+    extension = host.setdefault("extension", {})
+    listed = extension.setdefault(RULES_EXTENSION, [])
+    host_rules |= {r.get("code") for r in listed}
+    for rule in rules:
+        if rule not in host_rules:
+            listed.append({"system": RULES, "code": rule,
+                           **({"display": ctx.rule_display[rule]} if rule in ctx.rule_display else {})})
+            host_rules.add(rule)
+    if not listed:
+        extension.pop(RULES_EXTENSION)
+    joined = (card.get("extension") or {}).get(EVALUATION_EXTENSION)
+    if joined:  # the merged advice's incomplete evidence stays visible on the card that now carries it
+        own = extension.get(EVALUATION_EXTENSION) or {"status": "incomplete", "failedRules": [], "failedFeatures": []}
+        extension[EVALUATION_EXTENSION] = {
+            "status": own["status"] if own["status"] == "not-evaluated" else "incomplete",
+            "failedRules": list(dict.fromkeys([*own["failedRules"], *joined["failedRules"]])),
+            "failedFeatures": list(dict.fromkeys([*own["failedFeatures"], *joined["failedFeatures"]])),
+        }
+    if not extension:
+        host.pop("extension")
 
 
 def response_evaluation(cards: list[dict[str, Any]]) -> dict[str, Any] | None:

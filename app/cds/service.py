@@ -23,6 +23,7 @@ from app.cds.prefetch import resolve
 from app.cds.registry import Registry, Service
 from app.cds.tables import cds_card
 from app.errors import FHIRError, Issue
+from app.translation import translated
 
 log = logging.getLogger("lbp.cds")
 
@@ -203,6 +204,10 @@ def run(service: Service, body: Mapping[str, Any], caller: Any, links: Any) -> d
         contained=contained,
         plan_language=cds.plan_languages(kb, variant.pathway),
         missing_fields=lambda canonical: _missing_fields(kb, canonical, record, subject, today, variant.language),
+        questionnaire_title=lambda canonical: _questionnaire_title(kb, canonical, variant.language),
+        override_display=lambda system, code: _concept_display(kb, system, code, variant.language),
+        clinician_form=lambda canonical: _clinician_form(kb, canonical),
+        clinician_link=lambda canonical: links.pathway(patient_id),
     )
     cards, _ = cards_from(group, ctx)
     evaluation = response_evaluation(cards)
@@ -219,6 +224,36 @@ def run(service: Service, body: Mapping[str, Any], caller: Any, links: Any) -> d
 
 
 _PREFILLS: dict[tuple[str, int], bool] = {}
+
+
+def _questionnaire_title(kb: Any, canonical: str, language: str) -> str | None:
+    """A questionnaire's title in the card's language (link labels name the form, not its id)."""
+    questionnaire = kb.resolve(canonical.split("|", 1)[0], "Questionnaire")
+    if not questionnaire or not questionnaire.get("title"):
+        return None
+    return translated(questionnaire, "title", language, questionnaire.get("language"))
+
+
+FILLED_BY = "https://lbp-pathway.org/fhir/StructureDefinition/filled-by"
+
+
+def _clinician_form(kb: Any, canonical: str) -> bool:
+    """A form the clinician fills (the Questionnaire says filled-by clinician): linked to the clinician context."""
+    questionnaire = kb.resolve(canonical.split("|", 1)[0], "Questionnaire") or {}
+    return any(e.get("url") == FILLED_BY and e.get("valueCode") == "clinician"
+               for e in questionnaire.get("extension", []) or [])
+
+
+def _concept_display(kb: Any, system: str | None, code: str | None, language: str) -> str | None:
+    """A CodeSystem concept's display in `language` (its designation), e.g. an override reason."""
+    cs = kb.resolve(system, "CodeSystem") if system else None
+    for concept in (cs or {}).get("concept", []) or []:
+        if concept.get("code") == code:
+            for d in concept.get("designation", []) or []:
+                if d.get("language") == language and d.get("value"):
+                    return str(d["value"])
+            return str(concept.get("display")) if concept.get("display") else None
+    return None
 
 
 def _missing_fields(kb: Any, canonical: str, record: dict, subject: Any, today: Any, language: str) -> list[str] | None:

@@ -118,6 +118,39 @@ def _conditions(root: Path) -> dict[str, list[Any]]:
     return {rule: [c for c in found if c.is_condition] for rule, found in rule_conditions(knowledge(root)).items()}
 
 
+# Elements of the source documents (ids of the seed-coverage audit, docs/coverage.md) that no rule can compute from
+# what a journal shares, and why. Data, not prose in the generated file: `make catalogue` renders it.
+NOT_COMPUTABLE_ELEMENTS: list[tuple[str, str, str]] = [
+    ("SE-9", "The pathway's ICD-10 list (Bilaga 7)",
+     "Bilaga 7 is not among the source documents; `lbp-conditions` uses the data contract's list."),
+    ("A2", "Symptom-reducing movements indicate a good short-term prognosis",
+     "An examination finding with no code in the data contract; stated on the patient information page."),
+    ("YF1–3", "Yellow-flag domains (emotional, cognitive, behavioural)",
+     "Clinical judgement in conversation; the screening risk (STarT Back, ÖMPSQ-SF) is the computable proxy."),
+    ("SK-4", "A 'fast vårdkontakt' in primary care", "An organisational role, not a fact in the patient record."),
+    ("SK-5", "Standardised physiotherapy examination (MDT, OMI, OMT)",
+     "Examination methods of the physiotherapist; no code for them in the data contract."),
+    ("SK-6", "Sick leave per the national insurance-medicine guidance (FMB)",
+     "Sick-leave certificates and the FMB guidance are outside the data contract and the seeds."),
+    ("SK-9", "Emergency departments follow the programme",
+     "The ordering unit is not part of a CDS Hooks request the rules read; order-time rules apply to every orderer."),
+    ("SK-11", "Depression and anxiety screening with HAD or MADRS",
+     "The instruments' texts are licensed and not among the seeds; a journal's own HAD/MADRS result could be read "
+     "once its codes are agreed."),
+    ("Q3", "National patient survey via 1177's form service", "Collected outside the journal, by 1177."),
+    ("Q9e", "Patient and staff satisfaction (target 90 %)", "BackUpp names no instrument for satisfaction."),
+    ("BU-1", "Actions at set time points of the rehabilitation chain",
+     "The BackUpp manual with its flow chart is not among the seeds; only day 28 and six months are stated."),
+    ("P2", "Information brochure (Bilaga H) as dialogue support", "Bilaga H is not among the seeds."),
+    ("P3b", "Short videos from each sector, exercise videos", "No video content in the seeds; the project makes none."),
+    ("DK-9", "Municipal offers differ between municipalities",
+     "No list of municipal offers in the seeds; the municipal request carries the hand-over code only."),
+    ("SK-13", "Indicators from the Swedish spine register", "Register data outside the journal and the seeds."),
+    ("SE-6", "Generic rehabilitation and insurance-medicine model; lifestyle support",
+     "Other national knowledge support, not among the seeds."),
+]
+
+
 def build_catalogue(root: Path) -> str:
     """The Markdown catalogue of the artifacts under `root` (the project directory)."""
     root = Path(root)
@@ -181,6 +214,11 @@ def build_catalogue(root: Path) -> str:
     for rule in rules:
         if not rule["computable"]:
             lines.append(f"| {rule['code']} | {_md(rule['reason'])} |")
+    lines += ["", "## Audit elements not computable", "",
+              "Elements of the source documents (ids as in `docs/coverage.md`) that no rule computes, and why.", "",
+              "| Element | What the source asks | Why not computable |", "| --- | --- | --- |"]
+    for element, asked, reason in NOT_COMPUTABLE_ELEMENTS:
+        lines.append(f"| {element} | {_md(asked)} | {_md(reason)} |")
     lines.append("")
     return "\n".join(lines)
 

@@ -480,9 +480,26 @@ def _screening(kb: KnowledgeBase, features: FeatureValues, conventions: StatusCo
     return None
 
 
+DEADLINE_FROM = "https://lbp-pathway.org/fhir/StructureDefinition/deadline-from"
+DEADLINE_MET_BY = "https://lbp-pathway.org/fhir/StructureDefinition/deadline-met-by"
+
+
+def _feature_date(features: FeatureValues | None, name: str | None) -> date | None:
+    if features is None or not name:
+        return None
+    values = features.value(name)
+    return _date_of(values[0]) if values else None
+
+
+def _named(action: Mapping[str, Any], url: str) -> str | None:
+    return next((e.get("valueString") for e in action.get("extension", []) or [] if e.get("url") == url), None)
+
+
 def _deadlines(steps: list[Step], start: date, start_source: str, today: date,
-               conventions: StatusConventions) -> list[Deadline]:
-    """Durations on actions: an applicable recommendation counts from today, a milestone from the start."""
+               conventions: StatusConventions, features: FeatureValues | None = None) -> list[Deadline]:
+    """Durations on actions. An action naming its anchor (deadline-from: a case feature giving the event the
+    source counts from) counts from that record event, and a deadline-met-by feature's date on or after the
+    anchor meets it; otherwise an applicable recommendation counts from today, a milestone from the start."""
     deadlines = []
     for s in steps:
         durations = []
@@ -498,11 +515,20 @@ def _deadlines(steps: list[Step], start: date, start_source: str, today: date,
             milestone = not s.action.get("condition") and s.depth == 0
             if not milestone and not _applicable(s):
                 continue
-            anchor, anchor_source = (start, start_source) if milestone else (today, "today")
+            anchor_feature = _named(s.action, DEADLINE_FROM)
+            if anchor_feature:
+                anchored = _feature_date(features, anchor_feature)
+                if anchored is None:  # the event it counts from is not in the record (yet): no date to show
+                    continue
+                anchor, anchor_source = anchored, f"%{anchor_feature}"
+            else:
+                anchor, anchor_source = (start, start_source) if milestone else (today, "today")
             due = anchor + timedelta(days=days)
+            met = _feature_date(features, _named(s.action, DEADLINE_MET_BY))
+            met_on = met.isoformat() if met is not None and met >= anchor else None
             deadlines.append(
                 Deadline(s.id, s.action.get("title"), _codes(s.action, conventions.rules_system), duration,
-                         anchor.isoformat(), anchor_source, due.isoformat(), due < today)
+                         anchor.isoformat(), anchor_source, due.isoformat(), due < today and met_on is None, met_on)
             )
     return deadlines
 
@@ -612,7 +638,7 @@ def pathway_status(
         flags=_flags(kb, features, applicable, gates, conventions) if features is not None else [],
         screening=_screening(kb, features, conventions) if features is not None else None,
         nrs=nrs,
-        deadlines=_deadlines(steps, start, start_source, today_date, conventions),
+        deadlines=_deadlines(steps, start, start_source, today_date, conventions, features),
         missing=_missing(steps, features, conventions),
         collect=_collect(kb, steps, applicable),
         issues=[i.to_fhir() for i in issues],

@@ -127,9 +127,10 @@ class Deadline(JSONShape):
     from_source: str  # what that date is: a CarePlan, a QuestionnaireResponse, or "today"
     due: str
     overdue: bool
+    met_on: str | None = None  # ISO date of the record event that met the deadline, if one did
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "action": self.action,
             "title": self.title,
             "rules": list(self.rules),
@@ -139,6 +140,9 @@ class Deadline(JSONShape):
             "due": self.due,
             "overdue": self.overdue,
         }
+        if self.met_on:
+            out["metOn"] = self.met_on
+        return out
 
 
 @dataclass

@@ -23,6 +23,15 @@ def questionnaire_url(questionnaire_id: str) -> str:
     return f"{BASE}/Questionnaire/{questionnaire_id}"
 
 
+FILLED_BY = "https://lbp-pathway.org/fhir/StructureDefinition/filled-by"
+
+
+def clinician_form(questionnaire: dict[str, Any] | None) -> bool:
+    """A form the clinician fills (referral template, rehabilitation plan, discharge letter): never a patient page."""
+    return any(e.get("url") == FILLED_BY and e.get("valueCode") == "clinician"
+               for e in (questionnaire or {}).get("extension", []) or [])
+
+
 def load_questionnaire(questionnaire_id: str) -> dict[str, Any] | None:
     found = current_app.extensions["lbp"].knowledge.resolve(questionnaire_url(questionnaire_id))
     return found if found and found.get("resourceType") == "Questionnaire" else None
@@ -91,7 +100,7 @@ def show(token: str, questionnaire_id: str):
         abort(404)
     resource = load_questionnaire(questionnaire_id)
     lang = _language(link)
-    if resource is None:
+    if resource is None or clinician_form(resource):
         ui = texts("ui", lang)
         return render_template("refused.html", ui=ui, lang=lang, title=ui["refused_title"],
                                message=ui["unknown_questionnaire"]), 404
@@ -206,7 +215,7 @@ def submit(token: str, questionnaire_id: str):
     if questionnaire_id not in link.questionnaire_ids:
         abort(404)
     resource = load_questionnaire(questionnaire_id)
-    if resource is None:
+    if resource is None or clinician_form(resource):  # a clinician form is never stored with the patient as author
         abort(404)
     _audit_as_link(link)
     lang = choose_language(request.form.get("lang"), request.args.get("lang"), link.lang, variant=link.variant)

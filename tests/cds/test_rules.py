@@ -26,7 +26,8 @@ CASES = [
     ("skane", "order-select", "clean", ("mri",), "I5", "info"),
     ("skane", "order-sign", "oldmri", ("referral",), "I6", "warning"),
     ("skane", "order-sign", "treated", ("referral",), "I6", None),
-    ("skane", "patient-view", "cancer", (), "I1", "warning"),
+    # I1 for a red flag is the red-flag card's MRÖ suggestion (one card per finding), see below
+    ("skane", "patient-view", "cancer", (), "I1", None),
     ("skane", "patient-view", "clean", (), "I1", None),
     # referral R0, RN1-RN7, RR1, RC1, T5
     ("se", "order-sign", "clean", ("referral",), "R0", "warning"),
@@ -73,6 +74,15 @@ def test_rule_family(cds, variant, hook, patient, orders, rule, indicator):
         assert rule not in topics, f"{rule} fired for {patient}: {[c['summary'] for c in cards]}"
     else:
         assert topics.get(rule) == indicator, f"{rule} for {patient}: {topics}"
+
+
+def test_red_flag_and_mri_indication_for_one_finding_are_one_card(cds):
+    cards = validate_response(cds.post("/cds-services/lbp-patient-view-skane",
+                                       hook_request("patient-view", "cancer")).get_json())
+    red = [c for c in cards if c["source"]["topic"]["code"] == "RF4"]
+    assert len(red) == 1 and red[0]["indicator"] == "warning"
+    assert any("MRÖ" in s["label"] for s in red[0]["suggestions"])
+    assert not any(c["source"]["topic"]["code"] == "I1" for c in cards)
 
 
 def test_red_flag_card_names_the_rule_and_links_the_catalogue(cds):

@@ -54,6 +54,13 @@ NOT_DECIDED_BY_THE_CODE = {
     ("draftedSpecialistReferralNonAcute", "referral-before-adequate-period"): "needs basic treatment recorded",
     ("draftedSpecialistReferralNonAcute", "referral-improvement-unknown"): "needs basic treatment recorded",
     ("draftedSpecialistReferralNonAcute", "eight-weeks-primary-sector"): "needs basic treatment under 8 weeks",
+    ("draftedR0Referral", "referral-before-adequate-period"): "needs basic treatment recorded",
+    ("draftedR0Referral", "referral-improvement-unknown"): "needs basic treatment recorded",
+    ("basicTreatmentProcedures", "no-improvement-municipality-or-hospital"): "needs eight weeks in the primary sector "
+                                                                              "without clear improvement",
+    ("activeAddOnMedication", "add-on-without-effect-review"): "needs no clear improvement with persisting pain",
+    ("acuteSignRa4Record", "suspected-spondylitis-assess-today"): "fires on the patient's answer alone; a coded "
+                                                                   "spondylitis turns it into the acute referral",
     ("draftedMuscleRelaxant", "muscle-relaxant-not-acute"): "needs pain of 6 weeks or more",
     ("draftedTca", "antidepressant-radicular"): "needs radicular pain known",
     ("draftedTca", "antidepressant-without-radicular-pain"): "needs radicular pain known",
@@ -94,7 +101,10 @@ def _evaluate(kb, record, drafts, hook, only=None):
     return evaluate_features(kb, model().library, context, only=only)
 
 
-VALUESETS = model().valuesets_read()
+# ValueSets a rule reads to exclude a resource (a value saying the finding is absent): a code of theirs makes the
+# reading feature not positive; test_an_absent_finding_is_never_the_red_flag proves each of their codes
+EXCLUDING_VALUESETS = {"https://lbp-pathway.org/fhir/ValueSet/finding-absent"}
+VALUESETS = [v for v in model().valuesets_read() if v not in EXCLUDING_VALUESETS]
 
 
 # the data contract's "where it is read from", per ValueSet: the resource types and draft orders the Library must
@@ -237,6 +247,8 @@ def cds_cases() -> list[tuple[str, str, str, str]]:
     """(valueset, feature, variant, place name): per memberOf(), the first code in a counting place, each variant."""
     out = []
     for read in model().reads:
+        if read.valueset in EXCLUDING_VALUESETS:
+            continue
         for variant in variants():
             out.append((read.valueset, read.feature, read.source, read.element, variant))
     return sorted(set(out))
@@ -315,3 +327,26 @@ def test_every_code_of_a_valueset_at_once(valueset):
             if errors:
                 failures.append(f"{read.feature} with {len(added)} resources, {variant}: {errors[0][:300]}")
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("valueset", sorted(EXCLUDING_VALUESETS), ids=lambda v: v.rsplit("/", 1)[-1])
+def test_an_absent_finding_is_never_the_red_flag(valueset):
+    """An Observation coded for weight loss (RF8) whose value or interpretation says absent is not RF8; the same
+    Observation with a present value is (the contrast proves the exclusion, not a missing read)."""
+    m, kb = model(), knowledge()
+    rf8 = m.valueset("https://lbp-pathway.org/fhir/ValueSet/weight-loss-reduced-condition")
+    flag_system, flag_code = categories(rf8)[0]
+    base = base_record()
+    place = next(p for p in SOURCE_PLACES["observations"] if p.counts)
+    present = build(place, "code", flag_system, flag_code)
+    assert positive(_evaluate(kb, base + [present], [], "patient-view").value("redFlagRf8Record"))
+    for n, (system, code) in enumerate(categories(m.valueset(valueset))):
+        for element in ("valueCodeableConcept", "interpretation"):
+            absent = build(place, "code", flag_system, flag_code, n)
+            concept = {"coding": [{"system": system, "code": code}]}
+            absent[element] = [concept] if element == "interpretation" else concept
+            value = _evaluate(kb, base + [absent], [], "patient-view").value("redFlagRf8Record")
+            assert not positive(value), f"{system}|{code} as {element}: RF8 = {value}"
+    boolean_no = build(place, "code", flag_system, flag_code)
+    boolean_no["valueBoolean"] = False
+    assert not positive(_evaluate(kb, base + [boolean_no], [], "patient-view").value("redFlagRf8Record"))

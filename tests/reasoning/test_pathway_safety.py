@@ -173,7 +173,8 @@ def test_flag_types_come_from_the_rules_codesystem_property(kb):  # noqa: F811
     assert flag_types(kb) == expected
 
 
-def test_team_conference_is_anchored_at_day_28_of_the_episode(kb):  # noqa: F811
+def test_team_conference_is_anchored_at_day_28_of_backupp_inclusion(kb):  # noqa: F811
+    # BackUpp counts from inclusion ("dag 1"), not from pain onset: the first contact is the intake 25 days ago
     from datetime import timedelta
 
     from app.validation import validate_resource
@@ -184,10 +185,12 @@ def test_team_conference_is_anchored_at_day_28_of_the_episode(kb):  # noqa: F811
         "questionnaire": f"{BASE}/Questionnaire/lbp-intake",
         "status": "completed",
         "subject": {"reference": "Patient/p1"},
-        "authored": (TODAY - timedelta(days=2)).isoformat(),
+        "authored": (TODAY - timedelta(days=25)).isoformat(),
         "item": [{"linkId": "sick-leave", "answer": [{"valueBoolean": False}]}],
     }
-    record = PATIENTS["high-risk"] + [intake]  # episode onset 30 days ago
+    # onset 30 days ago; the pain rating is left out so that the intake is the first contact
+    record = [r for r in PATIENTS["high-risk"] if r["resourceType"] != "Observation"
+                                       or r["code"]["coding"][0]["code"] != "72514-3"] + [intake]
     care_plan, issues = apply_plan_definition(
         kb, f"{BASE}/PlanDefinition/lbp-pathway-skane", subject="Patient/p1", record=record, today=TODAY
     )
@@ -197,5 +200,20 @@ def test_team_conference_is_anchored_at_day_28_of_the_episode(kb):  # noqa: F811
         r for r in care_plan["contained"]
         if r.get("instantiatesCanonical", [""])[0].startswith(f"{BASE}/ActivityDefinition/team-conference")
     ]
-    assert request["occurrenceTiming"]["event"] == [(TODAY - timedelta(days=30) + timedelta(days=28)).isoformat()]
+    assert request["occurrenceTiming"]["event"] == [(TODAY - timedelta(days=25) + timedelta(days=28)).isoformat()]
     assert [i.text for i in validate_resource(request) if i.is_error] == []
+
+
+def test_no_team_conference_when_inclusion_was_only_days_ago(kb):  # noqa: F811
+    # onset 30 days ago, but included (first contact) 2 days ago: day 28 of BackUpp is weeks away
+    from datetime import timedelta
+
+    intake = {
+        "resourceType": "QuestionnaireResponse", "id": "intake", "questionnaire": f"{BASE}/Questionnaire/lbp-intake",
+        "status": "completed", "subject": {"reference": "Patient/p1"},
+        "authored": (TODAY - timedelta(days=2)).isoformat(),
+        "item": [{"linkId": "sick-leave", "answer": [{"valueBoolean": False}]}],
+    }
+    found = _skane(kb, [r for r in PATIENTS["high-risk"] if r["resourceType"] != "Observation"
+                                       or r["code"]["coding"][0]["code"] != "72514-3"] + [intake])
+    assert "team-conference-day-28" not in found

@@ -13,6 +13,15 @@ from app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTIONNAIRES = sorted(p.stem.removeprefix("Questionnaire-") for p in (ROOT / "questionnaires").glob("*.json"))
+FILLED_BY = "https://lbp-pathway.org/fhir/StructureDefinition/filled-by"
+# forms the clinician fills (referral template, rehabilitation plan, discharge letter): never a patient page
+CLINICIAN_FORMS = sorted(
+    q for q in QUESTIONNAIRES
+    if any(e.get("url") == FILLED_BY and e.get("valueCode") == "clinician"
+           for e in json.loads((ROOT / "questionnaires" / f"Questionnaire-{q}.json").read_text("utf-8"))
+           .get("extension", []))
+)
+PATIENT_QUESTIONNAIRES = [q for q in QUESTIONNAIRES if q not in CLINICIAN_FORMS]
 SCREENING = ("lbp-red-flags", "lbp-intake", "start-back", "ompsq-sf", "nrs-pain", "rmdq")
 FHIR = "application/fhir+json"
 CLIENTS = {"writer": "system/*.cruds", "clinician": "system/*.rs", "observations-only": "system/Observation.rs"}

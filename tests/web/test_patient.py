@@ -7,7 +7,7 @@ import pytest
 
 from app.web.i18n import translated
 
-from .conftest import FHIR, QUESTIONNAIRES, default_answers, make_link, questionnaire
+from .conftest import CLINICIAN_FORMS, FHIR, PATIENT_QUESTIONNAIRES, default_answers, make_link, questionnaire
 
 
 def _fhir(web_app, token, path):
@@ -17,7 +17,7 @@ def _fhir(web_app, token, path):
 
 
 @pytest.mark.parametrize("lang", ["sv", "da", "en"])
-@pytest.mark.parametrize("qid", QUESTIONNAIRES)
+@pytest.mark.parametrize("qid", PATIENT_QUESTIONNAIRES)
 def test_every_questionnaire_renders_in_every_language(web_app, web, qid, lang):
     q = questionnaire(qid)
     r = web.get(make_link(web_app, "p-render", [qid], lang=lang))
@@ -153,7 +153,7 @@ def test_question_enabled_by_an_answer_becomes_required(web_app, web, patient_id
     assert "Svara på frågan." in r.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("qid", QUESTIONNAIRES)
+@pytest.mark.parametrize("qid", PATIENT_QUESTIONNAIRES)
 def test_every_questionnaire_can_be_submitted(web_app, web, tokens, patient_id, qid):
     path = make_link(web_app, patient_id, [qid], lang="en")
     r = web.post(f"{path}/{qid}", data=default_answers(questionnaire(qid)))
@@ -227,3 +227,17 @@ def test_submit_for_a_patient_not_in_the_record_stores_nothing(web_app, web, tok
     path = make_link(web_app, "no-such-patient", ["nrs-pain"], lang="en")
     assert web.post(path + "/nrs-pain", data={"q-nrs": ["3"]}).status_code == 410
     assert _fhir(web_app, tokens["clinician"], "QuestionnaireResponse?subject=Patient/no-such-patient")["total"] == 0
+
+
+def test_the_clinician_forms_are_the_referral_template_rehabilitation_plan_and_discharge_letter():
+    assert CLINICIAN_FORMS == ["discharge-letter", "orthopaedic-referral", "rehabilitation-plan"]
+
+
+@pytest.mark.parametrize("qid", CLINICIAN_FORMS)
+def test_a_clinician_form_is_never_a_patient_page_nor_stored_with_the_patient_as_author(web_app, web, tokens,
+                                                                                        patient_id, qid):
+    path = make_link(web_app, patient_id, [qid], lang="sv")
+    assert web.get(f"{path}/{qid}").status_code == 404
+    assert web.post(f"{path}/{qid}", data=default_answers(questionnaire(qid))).status_code == 404
+    stored = _fhir(web_app, tokens["writer"], f"QuestionnaireResponse?subject=Patient/{patient_id}")
+    assert not [e for e in stored.get("entry", []) if e["resource"]["questionnaire"].endswith(f"/{qid}")]
