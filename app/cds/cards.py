@@ -149,8 +149,9 @@ def _source_language(display: str) -> str | None:
 
 def _quote_note(action: Mapping[str, Any], ctx: CardContext) -> str:
     """Quotes keep their original language and say so; a Danish card resting on a Swedish rule says that too."""
-    languages = {_source_language(d.get("display", "")) for d in action.get("documentation", []) or []
-                 if d.get("type") in ("citation", "documentation")} - {None}
+    languages = {lang for d in action.get("documentation", []) or []
+                 if d.get("type") in ("citation", "documentation")
+                 and (lang := _source_language(d.get("display", ""))) is not None}
     foreign = sorted(lang for lang in languages if lang != ctx.language)
     if not foreign:
         return ""
@@ -384,14 +385,14 @@ def cards_from(request_group: Mapping[str, Any], ctx: CardContext) -> tuple[list
         if action.get("id"):
             built[action["id"]] = card
         cards.append(card)
-    for target, action, card in merged:
+    for target, joining, card in merged:
         host = built.get(target)
         host_status = ((host or {}).get("extension") or {}).get(EVALUATION_EXTENSION, {}).get("status")
         if host is None or host_status == "not-evaluated":
             # the card it belongs to is not there, or only says it could not be evaluated: it stands alone
             cards.append(card)
         else:
-            merge_into(host, card, rule_codes(action), ctx)
+            merge_into(host, card, rule_codes(joining), ctx)
     order = {"critical": 0, "warning": 1, "info": 2}
     cards.sort(key=lambda c: order[c["indicator"]])
     return cards, []
