@@ -416,8 +416,8 @@ def _next_rules(next_step: dict[str, Any] | None, fired: list[dict[str, Any]]) -
 
 
 def _next_deadline(status: dict[str, Any], next_step: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The deadline of the next step if it has one, else the earliest one that applies."""
-    deadlines = status.get("deadlines", [])
+    """The open deadline of the next step if it has one, else the earliest open one (a met deadline is history)."""
+    deadlines = [d for d in status.get("deadlines", []) if not d.get("metOn")]
     own = [d for d in deadlines if next_step and d.get("action") == next_step.get("id")]
     ordered = sorted(own or deadlines, key=lambda d: d.get("due") or "")
     return ordered[0] if ordered else None

@@ -389,7 +389,13 @@ def _seed_named_red_flag(server) -> str:
             "resourceType": "Condition", "subject": {"reference": "urn:uuid:p"}, "clinicalStatus": active,
             "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "C50.9",
                                  "display": "Bröstcancer"}]}, "onsetDateTime": "2019-04-11"},
-         "request": {"method": "POST", "url": "Condition"}}]}
+         "request": {"method": "POST", "url": "Condition"}},
+        {"fullUrl": "urn:uuid:nrs", "resource": {
+            # pain scored at the first primary-care contact yesterday: T1 (medical assessment within 3 days) runs
+            "resourceType": "Observation", "status": "final", "subject": {"reference": "urn:uuid:p"},
+            "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}]}, "valueInteger": 7,
+            "effectiveDateTime": (date.today() - timedelta(days=1)).isoformat()},
+         "request": {"method": "POST", "url": "Observation"}}]}
     r = requests.post(server.base + "/fhir", json=bundle, timeout=30, headers={
         "Content-Type": "application/fhir+json", "Authorization": f"Bearer {server.token('writer')}"})
     assert r.status_code == 200, r.text

@@ -36,7 +36,13 @@ def _seed_red_flag(app, token: str) -> str:
             "resourceType": "Condition", "subject": {"reference": "urn:uuid:p"}, "clinicalStatus": active,
             "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "C50.9",
                                  "display": "Breast cancer"}]},
-            "onsetDateTime": CANCER_ONSET}, "request": {"method": "POST", "url": "Condition"}}]}
+            "onsetDateTime": CANCER_ONSET}, "request": {"method": "POST", "url": "Condition"}},
+        {"fullUrl": "urn:uuid:nrs", "resource": {
+            # pain scored at the first primary-care contact yesterday: T1 (medical assessment within 3 days) runs
+            "resourceType": "Observation", "status": "final", "subject": {"reference": "urn:uuid:p"},
+            "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}]}, "valueInteger": 7,
+            "effectiveDateTime": (date.today() - timedelta(days=1)).isoformat()},
+         "request": {"method": "POST", "url": "Observation"}}]}
     r = app.test_client().post("/fhir", json=bundle, content_type=FHIR, headers=_bearer(token))
     assert r.status_code == 200, r.get_json()
     return r.get_json()["entry"][0]["response"]["location"].split("/")[1]
@@ -149,3 +155,19 @@ def test_session_is_revoked_by_sign_out_and_per_client(web_app, tokens, patient_
     assert second.get(f"/patients/{patient_id}/pathway").status_code == 200
     assert sessions.revoke_client(web_app.extensions["lbp"].store, "clinician") >= 1
     assert second.get(f"/patients/{patient_id}/pathway").status_code == 401
+
+
+def test_deadlines_name_their_anchor_in_words_and_a_met_one_says_so(web_app, web, tokens):
+    pid = _seed_red_flag(web_app, tokens["writer"])
+    html = _page(web, pid, tokens["clinician"])
+    table = re.search(r'id="deadlines">(.*?)</section>', html, re.S).group(1)
+    assert "första kontakt i primärvården" in table and "%" not in table  # no internal feature name
+    assert "uppfyllt" not in table  # no diagnosis recorded with a date yet: T1 is open
+    condition = web_app.test_client().get(f"/fhir/Condition?subject=Patient/{pid}&code=M54.5",
+                                          headers=_bearer(tokens["writer"])).get_json()["entry"][0]["resource"]
+    condition["recordedDate"] = date.today().isoformat()  # the medical assessment, recorded today, meets T1
+    r = web_app.test_client().put(f"/fhir/Condition/{condition['id']}", json=condition, content_type=FHIR,
+                                  headers=_bearer(tokens["writer"]))
+    assert r.status_code == 200, r.get_json()
+    table = re.search(r'id="deadlines">(.*?)</section>', _page(web, pid, tokens["clinician"]), re.S).group(1)
+    assert "uppfyllt" in table and 'id="next-deadline"' not in table
