@@ -158,6 +158,37 @@ def test_everything_is_scoped_paged_and_filtered(people):
     assert people.get("/fhir/Patient/nobody/$everything").status_code == 404
 
 
+def test_everything_follows_the_patient_compartment_definition(app, people):
+    # Observation is in the compartment by `subject` or `performer` (R4 CompartmentDefinition/patient)
+    _put(people, {"resourceType": "Observation", "id": "o-by-ann", "status": "final", "code": {"text": "gait"},
+                  "subject": {"reference": "Patient/bo"}, "performer": [{"reference": "Patient/ann"}]})
+    _put(people, {"resourceType": "Observation", "id": "o-both", "status": "final", "code": {"text": "pain"},
+                  "subject": {"reference": "Patient/ann"}, "performer": [{"reference": "Patient/ann"}]})
+    # a Task is not in the Patient compartment, whatever its `for`
+    _put(people, {"resourceType": "Task", "id": "t-ann", "status": "requested", "intent": "order",
+                  "for": {"reference": "Patient/ann"}})
+    bundle = people.get("/fhir/Patient/ann/$everything").get_json()
+    assert _ids(bundle) == ["ann", "c-ann", "o-ann", "o-both", "o-by-ann"]
+    assert bundle["total"] == 5  # o-both matches by both parameters and is counted once
+    assert _ids(people.get("/fhir/Patient/bo/$everything?_type=Observation").get_json()) == ["o-by-ann"]
+    refused = people.get("/fhir/Patient/ann/$everything?_type=Task")
+    assert refused.status_code == 400
+    assert refused.get_json()["issue"][0]["expression"] == ["_type"]
+
+
+def test_every_compartment_parameter_is_searchable(app):
+    from app.fhir.operations.everything import compartment_params
+
+    store = app.extensions["lbp"].store
+    params = compartment_params()
+    assert params["Observation"] == ("subject", "performer") and params["Encounter"] == ("patient",)
+    for res_type, names in params.items():
+        known = store.search_params.params_for(res_type)
+        for name in names:
+            assert known[name].type == "reference", f"{res_type}.{name}"
+            assert "Patient" in known[name].target or "Any" in known[name].target, f"{res_type}.{name}"
+
+
 def test_everything_leaves_out_unscoped_types(app, people):
     from app.auth.local import register_client
 
