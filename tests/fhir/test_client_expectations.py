@@ -144,6 +144,65 @@ def test_fhirpath_patch(people):
     assert bad.status_code in (400, 422) and bad.get_json()["issue"][0]["expression"]
 
 
+def _parts(**elements):
+    """A complex value as FHIRPath Patch parts: ("valueX", v) pairs, nested dicts, lists for repeats."""
+    out = []
+    for name, given in elements.items():
+        for one in given if isinstance(given, list) else [given]:
+            out.append({"name": name, "part": _parts(**one)} if isinstance(one, dict)
+                       else {"name": name, one[0]: one[1]})
+    return out
+
+
+def _with_parts(kind, path, value, **more):
+    op = _op(kind, path, **more)
+    op["part"].append({"name": "value", "part": _parts(**value)})
+    return op
+
+
+def test_fhirpath_patch_values_given_as_parts(people):
+    marital = {"coding": {"system": ("valueUri", "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus"),
+                          "code": ("valueCode", "M")}, "text": ("valueString", "Married")}
+    body = {"resourceType": "Parameters", "parameter": [
+        _with_parts("add", "Patient", marital, name=("valueString", "maritalStatus")),
+        _with_parts("add", "Patient", {"name": {"family": ("valueString", "Berg")},
+                                       "telecom": {"system": ("valueCode", "phone"), "value": ("valueString", "5")}},
+                    name=("valueString", "contact")),
+        _with_parts("insert", "Patient.identifier", {
+            "system": ("valueUri", "urn:x"), "value": ("valueString", "9"),
+            "type": {"coding": {"system": ("valueUri", "http://terminology.hl7.org/CodeSystem/v2-0203"),
+                                "code": ("valueCode", "MR")}}}, index=("valueInteger", 0)),
+        _with_parts("replace", "Patient.name", {"family": ("valueString", "Andersson"),
+                                                "given": [("valueString", "Ann"), ("valueString", "Maria")]}),
+    ]}
+    r = people.patch("/fhir/Patient/ann", json=body, headers={"Content-Type": FHIR})
+    assert r.status_code == 200, r.get_json()
+    stored = people.get("/fhir/Patient/ann").get_json()
+    assert stored["maritalStatus"] == {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus",
+                                                   "code": "M"}], "text": "Married"}
+    assert stored["contact"] == [{"name": {"family": "Berg"}, "telecom": [{"system": "phone", "value": "5"}]}]
+    assert stored["identifier"][0] == {"system": "urn:x", "value": "9", "type": {"coding": [
+        {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]}}
+    assert stored["name"] == [{"family": "Andersson", "given": ["Ann", "Maria"]}]
+    # a replace by expression takes parts too
+    replaced = people.patch("/fhir/Patient/ann", json={"resourceType": "Parameters", "parameter": [
+        _with_parts("replace", "Patient.identifier.where(system='urn:x')",
+                    {"system": ("valueUri", "urn:y"), "value": ("valueString", "10")})]},
+        headers={"Content-Type": FHIR})
+    assert replaced.status_code == 200, replaced.get_json()
+    assert people.get("/fhir/Patient/ann").get_json()["identifier"][0] == {"system": "urn:y", "value": "10"}
+    unknown = people.patch("/fhir/Patient/ann", json={"resourceType": "Parameters", "parameter": [
+        _with_parts("add", "Patient", {"coding": {"colour": ("valueString", "red")}},
+                    name=("valueString", "maritalStatus"))]}, headers={"Content-Type": FHIR})
+    assert unknown.status_code == 422
+    issue = unknown.get_json()["issue"][0]
+    assert "Coding has no element 'colour'" in issue["details"]["text"]
+    assert issue["expression"] == ["Parameters.parameter[0].part('value').part[0].part[0].name"]
+    empty = people.patch("/fhir/Patient/ann", json={"resourceType": "Parameters", "parameter": [
+        _op("add", "Patient", name=("valueString", "maritalStatus"))]}, headers={"Content-Type": FHIR})
+    assert empty.status_code == 400 and empty.get_json()["issue"][0]["expression"]
+
+
 def test_everything_is_scoped_paged_and_filtered(people):
     bundle = people.get("/fhir/Patient/ann/$everything").get_json()
     assert _ids(bundle) == ["ann", "c-ann", "o-ann"]
