@@ -196,23 +196,7 @@ def init_app(app: Any) -> None:
                     "cards and may post feedback. Development only.")
     if app.config["CDS_BENCH_FLOOR"]:
         log.warning("CDS bench floor route /cds-services/_floor is enabled (LBP_CDS_BENCH_FLOOR)")
-    app.register_blueprint(bp)
-    _cds_cors(app)
-
-
-def _cds_cors(app: Any) -> None:
-    """CORS for browser-hosted CDS clients: discovery (GET) and hook calls (POST with a bearer JWT and JSON)."""
-    from flask_cors import CORS
-
-    from app import _origins
-
-    origins = _origins(app.config["CDS_CORS_ORIGINS"])
-    if not origins:
-        return
-    # "*" is sent as such (no credentials are ever involved: the client JWT is a bearer header)
-    CORS(app, resources={r"/cds-services(/.*)?$": {"origins": origins}}, supports_credentials=False,
-         send_wildcard=origins == "*",
-         allow_headers=["Authorization", "Content-Type"], methods=["GET", "POST", "OPTIONS"], max_age=600)
+    app.register_blueprint(bp)  # CORS on /cds-services: app._cds_cors, from CDS_CORS_ORIGINS
 
 
 # ------------------------------------------------------------------ security and CORS
