@@ -111,6 +111,19 @@ def _fhir_cors(app: Flask) -> None:
          methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], max_age=600)
 
 
+def _cds_cors(app: Flask) -> None:
+    """CORS for browser-hosted CDS clients: discovery (GET) and hook calls (POST with a bearer JWT and JSON)."""
+    from flask_cors import CORS
+
+    origins = _origins(app.config["CDS_CORS_ORIGINS"])
+    if not origins:
+        return
+    # "*" is sent as such (no credentials are ever involved: the client JWT is a bearer header)
+    CORS(app, resources={r"/cds-services(/.*)?$": {"origins": origins}}, supports_credentials=False,
+         send_wildcard=origins == "*", allow_headers=["Authorization", "Content-Type"],
+         methods=["GET", "POST", "OPTIONS"], max_age=600)
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(DEFAULTS)
@@ -150,6 +163,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.cds import init_app as init_cds
 
     init_cds(app)
+    _cds_cors(app)
     from app.web.reports import bp as reports_bp
 
     app.register_blueprint(reports_bp)

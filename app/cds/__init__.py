@@ -196,7 +196,7 @@ def init_app(app: Any) -> None:
                     "cards and may post feedback. Development only.")
     if app.config["CDS_BENCH_FLOOR"]:
         log.warning("CDS bench floor route /cds-services/_floor is enabled (LBP_CDS_BENCH_FLOOR)")
-    app.register_blueprint(bp)
+    app.register_blueprint(bp)  # CORS on /cds-services: app._cds_cors, from CDS_CORS_ORIGINS
 
 
 # ------------------------------------------------------------------ security and CORS
@@ -206,7 +206,7 @@ _OPEN = {"cds.floor", "cds.catalogue"}
 @bp.before_request
 def _authenticate():
     if request.method == "OPTIONS":
-        return Response(status=204)  # CORS preflight: no JWT (browsers send none); headers added below
+        return Response(status=204)  # CORS preflight: no JWT (browsers send none); flask-cors adds the headers
     if request.endpoint in _OPEN:
         return None
     if request.endpoint == "cds.feedback_report":
@@ -230,18 +230,8 @@ def _authenticate():
 
 
 @bp.after_request
-def _cors(response: Response) -> Response:
-    origins = current_app.config["CDS_CORS_ORIGINS"]
-    origin = request.headers.get("Origin")
-    if origins == "*":
-        response.headers["Access-Control-Allow-Origin"] = "*"
-    elif origin and origin in origins:
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Vary"] = "Origin"
-    response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
-    response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-    response.headers["Access-Control-Max-Age"] = "600"
-    response.headers.setdefault("Cache-Control", "no-store")
+def _no_store(response: Response) -> Response:
+    response.headers.setdefault("Cache-Control", "no-store")  # cards and discovery are per call, never cached
     return response
 
 

@@ -5,6 +5,8 @@ with the client's If-Match as the version it patched. FHIRPath Patch (https://hl
 supports add, insert, delete, replace and move; a path names its element by a FHIRPath whose last step is an
 element name (`Patient.birthDate`, `Patient.name.where(use='official').given`), or, for replace and delete,
 any expression that selects exactly one complex element (`Patient.identifier.where(system='x')`).
+A value is a `value[x]`, or, for a complex element, nested `part`s named by its elements (each again a `value[x]`
+or parts); elements that repeat in R4 become arrays.
 """
 from __future__ import annotations
 
@@ -86,6 +88,54 @@ def _value(part: dict[str, Any] | None) -> Any:
     return None
 
 
+def _type_of(node: Any) -> str | None:
+    return getattr(node, "type", None) or getattr(node, "path", None)
+
+
+def _element_type(type_name: str | None, name: str) -> str | None:
+    """The one type of element `name` of `type_name` (a backbone element's path), None when unknown or a choice."""
+    from app.fhirpath.model import r4
+
+    info = r4().element(type_name, name) if type_name else None
+    return info.types[0] if info is not None and len(info.types) == 1 else None
+
+
+def _from_parts(parts: Any, type_name: str | None, where: str) -> dict[str, Any]:
+    """A complex value given as parts, one per element (https://hl7.org/fhir/R4/fhirpatch.html)."""
+    from app.fhirpath.model import r4
+
+    if not isinstance(parts, list) or not parts:
+        raise FHIRError("required", "A value given as parts needs at least one part", where)
+    out: dict[str, Any] = {}
+    for j, part in enumerate(parts):
+        at = f"{where}.part[{j}]"
+        name = part.get("name") if isinstance(part, dict) else None
+        if not isinstance(name, str) or not name:
+            raise FHIRError("required", "Each part of a value names its element", f"{at}.name")
+        info = r4().element(type_name, name) if type_name else None
+        if type_name and info is None:
+            raise FHIRError("invalid", f"{type_name} has no element {name!r}", f"{at}.name", status=422)
+        value = _from_parts(part["part"], _element_type(type_name, name), at) if "part" in part else _value(part)
+        if value is None:
+            raise FHIRError("required", f"The part {name!r} has no value", at)
+        if (info is not None and info.many) or isinstance(out.get(name), list):
+            out.setdefault(name, []).append(value)
+        elif name in out:
+            if info is not None:
+                raise FHIRError("invalid", f"{type_name}.{name} does not repeat; it is given twice", at, status=422)
+            out[name] = [out[name], value]  # of a type the model does not know: repeated parts are a list
+        else:
+            out[name] = value
+    return out
+
+
+def _operation_value(value_part: dict[str, Any] | None, type_name: str | None, where: str) -> Any:
+    """The operation's value: its value[x], or the complex value its parts describe, typed as `type_name`."""
+    if value_part is not None and "part" in value_part and _value(value_part) is None:
+        return _from_parts(value_part["part"], type_name, f"{where}.part('value')")
+    return _value(value_part)
+
+
 def _nodes(resource: dict[str, Any], path: str, where: str) -> list[Any]:
     from app.fhirpath import FHIRPathError, compile_expression, evaluate, make_environment
 
@@ -97,10 +147,6 @@ def _nodes(resource: dict[str, Any], path: str, where: str) -> list[Any]:
     return list(items)
 
 
-def _select(resource: dict[str, Any], path: str, where: str) -> list[Any]:
-    return [getattr(item, "data", item) for item in _nodes(resource, path, where)]
-
-
 def _repeats(node: Any, name: str) -> bool:
     """Whether the element `name` of the node's type repeats (FHIR JSON then holds it as an array)."""
     from app.fhirpath.model import r4
@@ -110,16 +156,16 @@ def _repeats(node: Any, name: str) -> bool:
     return bool(info and info.many)
 
 
-def _container(resource: dict[str, Any], path: str, where: str) -> tuple[dict[str, Any], str]:
-    """The one element holding the path's last step, and that step's name."""
+def _container(resource: dict[str, Any], path: str, where: str) -> tuple[dict[str, Any], str, str | None]:
+    """The one element holding the path's last step, that step's name, and the step's type when known."""
     m = _LAST_STEP.match(path.strip())
     if m is None:
         raise FHIRError("invalid", f"The path {path!r} must end with an element name", where, status=422)
-    parents = [p for p in _select(resource, m["parent"], where) if isinstance(p, dict)]
+    parents = [p for p in _nodes(resource, m["parent"], where) if isinstance(getattr(p, "data", p), dict)]
     if len(parents) != 1:
         raise FHIRError("invalid", f"The path {m['parent']!r} selects {len(parents)} elements; it must select one",
                         where, status=422)
-    return parents[0], m["name"]
+    return getattr(parents[0], "data", parents[0]), m["name"], _element_type(_type_of(parents[0]), m["name"])
 
 
 def _find_owner(node: Any, target: Any) -> tuple[Any, Any] | None:
@@ -136,10 +182,12 @@ def _find_owner(node: Any, target: Any) -> tuple[Any, Any] | None:
     return None
 
 
-def _replace_or_delete(resource: dict[str, Any], op: str, path: str, value: Any, where: str) -> None:
+def _replace_or_delete(resource: dict[str, Any], op: str, path: str, value_part: dict[str, Any] | None,
+                       where: str) -> None:
     m = _LAST_STEP.match(path.strip())
     if m is not None:
-        owner, name = _container(resource, path, where)
+        owner, name, type_name = _container(resource, path, where)
+        value = _operation_value(value_part, type_name, where)
         if name not in owner:
             raise FHIRError("invalid", f"{path} has no value to {op}", where, status=422)
         current = owner[name]
@@ -150,7 +198,9 @@ def _replace_or_delete(resource: dict[str, Any], op: str, path: str, value: Any,
         else:
             owner[name] = [value] if isinstance(current, list) else value
         return
-    targets = _select(resource, path, where)
+    nodes = _nodes(resource, path, where)
+    targets = [getattr(item, "data", item) for item in nodes]
+    value = _operation_value(value_part, _type_of(nodes[0]) if len(nodes) == 1 else None, where)
     if len(targets) != 1 or not isinstance(targets[0], dict):
         if op == "delete" and not targets:
             return  # deleting what is not there is no error (fhirpatch.html#delete)
@@ -185,11 +235,12 @@ def fhirpath_patch(resource: dict[str, Any], body: Any) -> dict[str, Any]:
         path = _value(_part(parts, "path"))
         if not isinstance(path, str) or not path.strip():
             raise FHIRError("required", "The operation needs a path", f"{where}.part('path')")
-        value = _value(_part(parts, "value"))
-        if op in ("add", "replace", "insert") and value is None:
+        value_part = _part(parts, "value")
+        if op in ("add", "replace", "insert") and (value_part is None or (_value(value_part) is None
+                                                                           and not value_part.get("part"))):
             raise FHIRError("required", f"The {op} operation needs a value", f"{where}.part('value')")
         if op in ("replace", "delete"):
-            _replace_or_delete(result, op, path, value, where)
+            _replace_or_delete(result, op, path, value_part, where)
         elif op == "add":
             name = _value(_part(parts, "name"))
             if not isinstance(name, str) or not name:
@@ -199,6 +250,7 @@ def fhirpath_patch(resource: dict[str, Any], body: Any) -> dict[str, Any]:
                 raise FHIRError("invalid", f"The path {path!r} selects {len(nodes)} elements; it must select one",
                                 where, status=422)
             owner = nodes[0].data
+            value = _operation_value(value_part, _element_type(_type_of(nodes[0]), name), where)
             if isinstance(owner.get(name), list):
                 owner[name].append(value)
             elif name in owner:
@@ -206,7 +258,7 @@ def fhirpath_patch(resource: dict[str, Any], body: Any) -> dict[str, Any]:
             else:
                 owner[name] = [value] if _repeats(nodes[0], name) else value
         elif op in ("insert", "move"):
-            owner, name = _container(result, path, where)
+            owner, name, type_name = _container(result, path, where)
             values = owner.setdefault(name, [])
             if not isinstance(values, list):
                 raise FHIRError("invalid", f"{path} is not a list", where, status=422)
@@ -214,7 +266,7 @@ def fhirpath_patch(resource: dict[str, Any], body: Any) -> dict[str, Any]:
                 index = _value(_part(parts, "index"))
                 if not isinstance(index, int) or not 0 <= index <= len(values):
                     raise FHIRError("invalid", f"index must be 0…{len(values)}", f"{where}.part('index')", status=422)
-                values.insert(index, value)
+                values.insert(index, _operation_value(value_part, type_name, where))
             else:
                 source = _value(_part(parts, "source"))
                 destination = _value(_part(parts, "destination"))

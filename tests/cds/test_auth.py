@@ -8,7 +8,7 @@ import uuid
 import jwt
 import pytest
 
-from tests.cds.conftest import ISSUER, JKU_ISSUER, hook_request, mint
+from tests.cds.conftest import ISSUER, JKU_ISSUER, cds_config, hook_request, mint
 from tests.cds.validator import validate_discovery, validate_response
 
 PATH = "/cds-services/lbp-patient-view-se"
@@ -113,10 +113,41 @@ def test_jku_not_on_the_allowlist_is_refused(cds_app, keys):
 
 def test_preflight_needs_no_token_and_allows_the_headers(cds_app):
     r = cds_app.test_client().options(PATH, headers={"Origin": "https://ehr.example",
-                                                     "Access-Control-Request-Method": "POST"})
+                                                     "Access-Control-Request-Method": "POST",
+                                                     "Access-Control-Request-Headers": "authorization, content-type"})
     assert r.status_code == 204
     assert r.headers["Access-Control-Allow-Origin"] == "*"
-    assert "Authorization" in r.headers["Access-Control-Allow-Headers"]
+    assert "POST" in r.headers["Access-Control-Allow-Methods"]
+    assert "authorization" in r.headers["Access-Control-Allow-Headers"].lower()
+    assert "content-type" in r.headers["Access-Control-Allow-Headers"].lower()
+
+
+def test_cors_restricted_to_configured_origins(tmp_path, keys, jwks_host):
+    from app import create_app
+
+    restricted = create_app(cds_config(tmp_path, keys, jwks_host.url, LOAD_ARTIFACTS=False, FHIR_CORS_ORIGINS="",
+                                       CDS_CORS_ORIGINS="https://ehr.example https://pas.example"))
+    c = restricted.test_client()
+    pre = c.options(PATH, headers={"Origin": "https://pas.example", "Access-Control-Request-Method": "POST",
+                                   "Access-Control-Request-Headers": "authorization, content-type"})
+    assert pre.status_code == 204
+    assert pre.headers["Access-Control-Allow-Origin"] == "https://pas.example"
+    assert "Origin" in pre.headers["Vary"]
+    assert "POST" in pre.headers["Access-Control-Allow-Methods"]
+    discovery = c.get("/cds-services", headers={"Origin": "https://ehr.example",
+                                                "Authorization": f"Bearer {mint(keys, 'http://localhost/cds-services')}"})
+    assert discovery.status_code == 200
+    assert discovery.headers["Access-Control-Allow-Origin"] == "https://ehr.example"
+    # a refusal carries the header too, so the browser app can read the 401
+    unsigned = c.post(PATH, json=hook_request("patient-view", "clean"), headers={"Origin": "https://ehr.example"})
+    assert unsigned.status_code == 401
+    assert unsigned.headers["Access-Control-Allow-Origin"] == "https://ehr.example"
+    # an origin is matched whole: a prefix of an allowed one is not allowed
+    for origin in ("https://ehr.ex", "https://evil.example"):
+        refused = c.options(PATH, headers={"Origin": origin, "Access-Control-Request-Method": "POST"})
+        assert "Access-Control-Allow-Origin" not in refused.headers
+        assert "Access-Control-Allow-Methods" not in refused.headers
+    restricted.extensions["lbp"].store.dispose()
 
 
 def test_tokens_and_patient_data_stay_out_of_the_log(cds_app, keys, caplog):

@@ -144,6 +144,65 @@ def test_fhirpath_patch(people):
     assert bad.status_code in (400, 422) and bad.get_json()["issue"][0]["expression"]
 
 
+def _parts(**elements):
+    """A complex value as FHIRPath Patch parts: ("valueX", v) pairs, nested dicts, lists for repeats."""
+    out = []
+    for name, given in elements.items():
+        for one in given if isinstance(given, list) else [given]:
+            out.append({"name": name, "part": _parts(**one)} if isinstance(one, dict)
+                       else {"name": name, one[0]: one[1]})
+    return out
+
+
+def _with_parts(kind, path, value, **more):
+    op = _op(kind, path, **more)
+    op["part"].append({"name": "value", "part": _parts(**value)})
+    return op
+
+
+def test_fhirpath_patch_values_given_as_parts(people):
+    marital = {"coding": {"system": ("valueUri", "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus"),
+                          "code": ("valueCode", "M")}, "text": ("valueString", "Married")}
+    body = {"resourceType": "Parameters", "parameter": [
+        _with_parts("add", "Patient", marital, name=("valueString", "maritalStatus")),
+        _with_parts("add", "Patient", {"name": {"family": ("valueString", "Berg")},
+                                       "telecom": {"system": ("valueCode", "phone"), "value": ("valueString", "5")}},
+                    name=("valueString", "contact")),
+        _with_parts("insert", "Patient.identifier", {
+            "system": ("valueUri", "urn:x"), "value": ("valueString", "9"),
+            "type": {"coding": {"system": ("valueUri", "http://terminology.hl7.org/CodeSystem/v2-0203"),
+                                "code": ("valueCode", "MR")}}}, index=("valueInteger", 0)),
+        _with_parts("replace", "Patient.name", {"family": ("valueString", "Andersson"),
+                                                "given": [("valueString", "Ann"), ("valueString", "Maria")]}),
+    ]}
+    r = people.patch("/fhir/Patient/ann", json=body, headers={"Content-Type": FHIR})
+    assert r.status_code == 200, r.get_json()
+    stored = people.get("/fhir/Patient/ann").get_json()
+    assert stored["maritalStatus"] == {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus",
+                                                   "code": "M"}], "text": "Married"}
+    assert stored["contact"] == [{"name": {"family": "Berg"}, "telecom": [{"system": "phone", "value": "5"}]}]
+    assert stored["identifier"][0] == {"system": "urn:x", "value": "9", "type": {"coding": [
+        {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]}}
+    assert stored["name"] == [{"family": "Andersson", "given": ["Ann", "Maria"]}]
+    # a replace by expression takes parts too
+    replaced = people.patch("/fhir/Patient/ann", json={"resourceType": "Parameters", "parameter": [
+        _with_parts("replace", "Patient.identifier.where(system='urn:x')",
+                    {"system": ("valueUri", "urn:y"), "value": ("valueString", "10")})]},
+        headers={"Content-Type": FHIR})
+    assert replaced.status_code == 200, replaced.get_json()
+    assert people.get("/fhir/Patient/ann").get_json()["identifier"][0] == {"system": "urn:y", "value": "10"}
+    unknown = people.patch("/fhir/Patient/ann", json={"resourceType": "Parameters", "parameter": [
+        _with_parts("add", "Patient", {"coding": {"colour": ("valueString", "red")}},
+                    name=("valueString", "maritalStatus"))]}, headers={"Content-Type": FHIR})
+    assert unknown.status_code == 422
+    issue = unknown.get_json()["issue"][0]
+    assert "Coding has no element 'colour'" in issue["details"]["text"]
+    assert issue["expression"] == ["Parameters.parameter[0].part('value').part[0].part[0].name"]
+    empty = people.patch("/fhir/Patient/ann", json={"resourceType": "Parameters", "parameter": [
+        _op("add", "Patient", name=("valueString", "maritalStatus"))]}, headers={"Content-Type": FHIR})
+    assert empty.status_code == 400 and empty.get_json()["issue"][0]["expression"]
+
+
 def test_everything_is_scoped_paged_and_filtered(people):
     bundle = people.get("/fhir/Patient/ann/$everything").get_json()
     assert _ids(bundle) == ["ann", "c-ann", "o-ann"]
@@ -156,6 +215,37 @@ def test_everything_is_scoped_paged_and_filtered(people):
     assert len(_ids(rest)) == 1
     assert _ids(people.get("/fhir/Patient/ann/$everything?_since=2999-01-01").get_json()) == []
     assert people.get("/fhir/Patient/nobody/$everything").status_code == 404
+
+
+def test_everything_follows_the_patient_compartment_definition(app, people):
+    # Observation is in the compartment by `subject` or `performer` (R4 CompartmentDefinition/patient)
+    _put(people, {"resourceType": "Observation", "id": "o-by-ann", "status": "final", "code": {"text": "gait"},
+                  "subject": {"reference": "Patient/bo"}, "performer": [{"reference": "Patient/ann"}]})
+    _put(people, {"resourceType": "Observation", "id": "o-both", "status": "final", "code": {"text": "pain"},
+                  "subject": {"reference": "Patient/ann"}, "performer": [{"reference": "Patient/ann"}]})
+    # a Task is not in the Patient compartment, whatever its `for`
+    _put(people, {"resourceType": "Task", "id": "t-ann", "status": "requested", "intent": "order",
+                  "for": {"reference": "Patient/ann"}})
+    bundle = people.get("/fhir/Patient/ann/$everything").get_json()
+    assert _ids(bundle) == ["ann", "c-ann", "o-ann", "o-both", "o-by-ann"]
+    assert bundle["total"] == 5  # o-both matches by both parameters and is counted once
+    assert _ids(people.get("/fhir/Patient/bo/$everything?_type=Observation").get_json()) == ["o-by-ann"]
+    refused = people.get("/fhir/Patient/ann/$everything?_type=Task")
+    assert refused.status_code == 400
+    assert refused.get_json()["issue"][0]["expression"] == ["_type"]
+
+
+def test_every_compartment_parameter_is_searchable(app):
+    from app.fhir.operations.everything import compartment_params
+
+    store = app.extensions["lbp"].store
+    params = compartment_params()
+    assert params["Observation"] == ("subject", "performer") and params["Encounter"] == ("patient",)
+    for res_type, names in params.items():
+        known = store.search_params.params_for(res_type)
+        for name in names:
+            assert known[name].type == "reference", f"{res_type}.{name}"
+            assert "Patient" in known[name].target or "Any" in known[name].target, f"{res_type}.{name}"
 
 
 def test_everything_leaves_out_unscoped_types(app, people):

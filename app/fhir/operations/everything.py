@@ -1,12 +1,20 @@
-"""Patient/[id]/$everything — the patient and the resources that refer to them, as a paged searchset.
+"""Patient/[id]/$everything — the patient and the resources in their Patient compartment, as a paged searchset.
 
-https://hl7.org/fhir/R4/patient-operation-everything.html. "Refer to them" is each type's `patient`
-(else `subject`) search parameter, where it can point to a Patient (AuditEvents excluded). Only the types
-the access token may read are searched (the others are named in an outcome entry); every resource returned is audited.
+https://hl7.org/fhir/R4/patient-operation-everything.html. The compartment is the R4 Patient
+CompartmentDefinition (https://hl7.org/fhir/R4/compartmentdefinition-patient.html, shipped as
+`app/fhir/patient_compartment.json`): a resource of a listed type is in it when any of the type's listed search
+parameters refers to the patient (AuditEvents excluded: the audit trail is about access to the record, not part
+of it; other Patients that `link` to this one are not followed). Only the types the access token may read are
+searched (the others are named in an outcome entry); every resource returned is audited.
 Parameters: `_since` (lastUpdated on or after), `_type` (comma-separated types), `_count` and `_offset` paging.
+The matches of all types are gathered before the page is cut (a resource can match by several parameters, and
+`total` counts it once).
 """
 from __future__ import annotations
 
+import json
+from functools import cache
+from pathlib import Path
 from urllib.parse import urlencode
 
 from flask import current_app, request
@@ -23,13 +31,14 @@ from . import operation
 DEFAULT_COUNT = 100
 
 
-def _compartment_param(store, res_type: str) -> str | None:
-    params = store.search_params.params_for(res_type)
-    for name in ("patient", "subject"):
-        sp = params.get(name)
-        if sp is not None and sp.type == "reference" and ("Patient" in sp.target or "Any" in sp.target):
-            return name
-    return None
+COMPARTMENT_FILE = Path(__file__).resolve().parents[1] / "patient_compartment.json"
+
+
+@cache
+def compartment_params() -> dict[str, tuple[str, ...]]:
+    """Resource type -> the search parameters that put a resource of it in the Patient compartment."""
+    data = json.loads(COMPARTMENT_FILE.read_text(encoding="utf-8"))
+    return {t: tuple(params) for t, params in data["params"].items()}
 
 
 def _int(name: str, default: int, high: int) -> int:
@@ -54,8 +63,9 @@ def everything(res_type: str, res_id: str | None):
     since = request.args.get("_since")
     wanted = request.args.get("_type")
     # the audit trail is about access to the record, not part of it
-    types = sorted(t for t in lbp.resource_types if t not in KNOWLEDGE_TYPES and t not in ("Patient", "AuditEvent")
-                   and _compartment_param(store, t))
+    compartment = compartment_params()
+    types = sorted(t for t in compartment if t in lbp.resource_types and t not in KNOWLEDGE_TYPES
+                   and t not in ("Patient", "AuditEvent"))
     if wanted:
         asked = [t.strip() for t in wanted.split(",") if t.strip()]
         unknown = [t for t in asked if t != "Patient" and t not in types]
@@ -72,18 +82,23 @@ def everything(res_type: str, res_id: str | None):
     if include_patient and (not since or patient.last_updated.isoformat() >= since):
         found.append(patient)
     for t in types:
-        criteria = [(_compartment_param(store, t) or "patient", f"Patient/{res_id}"), ("_sort", "_id")]
-        if since:
-            criteria.append(("_lastUpdated", f"ge{since}"))
-        page = 0
-        while True:
-            req = engine.parse(store, t, [*criteria, ("_count", str(engine.MAX_COUNT)),
-                                          ("_offset", str(page))], strict=True)
-            result = engine.execute(store, req, resolve_valueset=lbp.knowledge.valueset_matcher)
-            found.extend(result.matches)
-            page += engine.MAX_COUNT
-            if page >= result.total:
-                break
+        seen: set[str] = set()
+        for param in compartment[t]:
+            criteria = [(param, f"Patient/{res_id}"), ("_sort", "_id")]
+            if since:
+                criteria.append(("_lastUpdated", f"ge{since}"))
+            page = 0
+            while True:
+                req = engine.parse(store, t, [*criteria, ("_count", str(engine.MAX_COUNT)),
+                                              ("_offset", str(page))], strict=True)
+                result = engine.execute(store, req, resolve_valueset=lbp.knowledge.valueset_matcher)
+                for stored in result.matches:
+                    if stored.res_id not in seen:
+                        seen.add(stored.res_id)
+                        found.append(stored)
+                page += engine.MAX_COUNT
+                if page >= result.total:
+                    break
     total = len(found)
     base = base_url()
     entries = []
