@@ -225,7 +225,8 @@ def sign_in(driver, server, next_path: str) -> None:
     driver.get(f"{server.base}/clinician/session?next={next_path}&lang=en")
     driver.find_element(By.ID, "access_token").send_keys(server.token("clinician"))
     driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    wait_for(driver, lambda d: next_path in d.current_url)
+    # the sign-in page's own URL names next_path too: wait until the browser has left it
+    wait_for(driver, lambda d: "/clinician/session" not in d.current_url and next_path in d.current_url)
 
 
 def test_patient_answers_start_back_high_risk_and_the_clinician_sees_yf5(server, browser):
