@@ -19,6 +19,7 @@ from typing import Any
 from fhirpathpy.models import models
 
 from app.fhirpath import ucum
+from app.fhirpath.model import PRIMITIVE_SYSTEM
 
 _R4 = models["r4"]
 PATH2TYPE: dict[str, str] = _R4["path2Type"]
@@ -50,34 +51,8 @@ PRIMITIVES = frozenset(
         "xhtml",
     }
 )
-# FHIR primitive type -> the System type its value has
-SYSTEM_OF = {
-    "boolean": "Boolean",
-    "integer": "Integer",
-    "unsignedInt": "Integer",
-    "positiveInt": "Integer",
-    "decimal": "Decimal",
-    "date": "Date",
-    "dateTime": "DateTime",
-    "instant": "DateTime",
-    "time": "Time",
-    **{
-        t: "String"
-        for t in (
-            "string",
-            "uri",
-            "url",
-            "canonical",
-            "base64Binary",
-            "code",
-            "oid",
-            "id",
-            "markdown",
-            "uuid",
-            "xhtml",
-        )
-    },
-}
+# FHIR primitive type -> the System type its value has (one table, with the R4 model)
+SYSTEM_OF = PRIMITIVE_SYSTEM
 QUANTITY_TYPES = frozenset(
     {"Quantity", "Age", "Duration", "Distance", "Count", "SimpleQuantity", "MoneyQuantity"}
 )
