@@ -135,6 +135,15 @@ def _at(expression: str, res_type: str, where: str) -> str:
     return f"{where}.{expression}"
 
 
+def _is_own_fhir_api(url: str) -> bool:
+    """Whether `url` is this server's FHIR API under one of its configured public bases (never the Host header)."""
+    from app.auth.public import public_bases
+
+    path = str(current_app.config["FHIR_BASE_PATH"]).rstrip("/")
+    normal = url.rstrip("/")
+    return any(normal == base + path or normal.startswith(base + path + "/") for base in public_bases())
+
+
 def fhir_server_refused(url: str) -> str | None:
     """Why this service will not send the EHR's token to `url`, or None when it may."""
     config = current_app.config
@@ -143,6 +152,8 @@ def fhir_server_refused(url: str) -> str | None:
         return "fhirServer must be an absolute http(s) URL"
     if parts.username is not None or parts.password is not None:
         return "fhirServer must not carry user information"
+    if _is_own_fhir_api(url):
+        return None  # this server's own FHIR API, at its configured public URL: the service reads it, no SSRF
     allowlist = config.get("CDS_FHIR_SERVER_ALLOWLIST")
     if allowlist:
         bases = allowlist if isinstance(allowlist, (list, tuple)) else str(allowlist).split()

@@ -142,6 +142,15 @@ def test_loopback_fhir_server_is_refused_unless_configured(cds, cds_app):
             assert r.get_json()["issue"][0]["expression"] == ["fhirServer"]
 
 
+def test_the_servers_own_fhir_api_at_its_configured_public_url_is_not_refused(cds, cds_app):
+    # the service reading this server's own FHIR API is not a request forgery; another port on loopback still is
+    with configured(cds_app, CDS_ALLOW_LOCAL_FHIR_SERVER=False, PUBLIC_BASE_URL="http://127.0.0.1:9"):
+        r = cds.post(PV, _fetching("clean", "http://127.0.0.1:9/fhir"))
+        assert r.status_code != 400 or r.get_json()["issue"][0]["expression"] != ["fhirServer"]
+        r = cds.post(PV, _fetching("clean", "http://127.0.0.1:10/fhir"))
+        assert r.status_code == 400 and r.get_json()["issue"][0]["expression"] == ["fhirServer"]
+
+
 def test_fhir_server_allowlist_and_userinfo(cds, cds_app):
     with configured(cds_app, CDS_FHIR_SERVER_ALLOWLIST=["https://ehr.region.example/fhir"]):
         r = cds.post(PV, _fetching("clean", "https://elsewhere.example/fhir"))
