@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from app.reasoning.features import needed_features
 from app.reasoning.knowledge import Artifact, KnowledgeBase
 
 RULES_SYSTEM = "https://lbp-pathway.org/fhir/CodeSystem/lbp-rules"
@@ -47,20 +48,6 @@ def _rules_of(action: Mapping[str, Any], system: str) -> list[str]:
     )
 
 
-def _closure(library: Artifact | None, names: set[str]) -> set[str]:
-    if library is None:
-        return set()
-    by_name = {f.name: f for f in library.features}
-    found: set[str] = set()
-    stack = [n for n in names if n in by_name]
-    while stack:
-        name = stack.pop()
-        if name not in found:
-            found.add(name)
-            stack.extend(by_name[name].depends_on)
-    return found
-
-
 def _actions(
     plan: Artifact, system: str
 ) -> Iterator[tuple[str, Mapping[str, Any], list[str]]]:
@@ -89,7 +76,7 @@ def rule_conditions(kb: KnowledgeBase, system: str = RULES_SYSTEM) -> dict[str, 
                 prefix = f"{path}."
                 if not expr_path.startswith(prefix) or expr_path[len(prefix):].startswith("action["):
                     continue
-                features = tuple(sorted(_closure(library, set(compiled.variables))))
+                features = tuple(sorted(needed_features(library, compiled.variables) if library else ()))
                 reads = tuple(sorted(set(compiled.variables) & set(features)))
                 entry = RuleCondition(
                     plan.label, str(action.get("id") or path), expr_path, compiled.text, features, reads

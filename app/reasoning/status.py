@@ -37,7 +37,7 @@ from typing import Any
 from app.errors import FHIRError, Issue
 from app.fhirpath import Scope, evaluate, to_json
 from app.fhirpath.values import Node, parse_temporal
-from app.reasoning.features import FeatureValues, PatientContext, patient_context
+from app.reasoning.features import FeatureValues, PatientContext, needed_features, patient_context
 from app.reasoning.knowledge import Artifact, KnowledgeBase
 from app.reasoning.status_result import (
     Collect,
@@ -230,17 +230,9 @@ def evidence(
     type changes them; what counts is a value derived from them.
     """
     library = features.library
-    by_name = {f.name: f for f in library.features}
     closures: dict[str, list[str]] = {}
     for name in names:
-        seen: set[str] = set()
-        stack = [name]
-        while stack:
-            current = stack.pop()
-            if current in seen or current not in by_name:
-                continue
-            seen.add(current)
-            stack.extend(by_name[current].depends_on)
+        seen = needed_features(library, (name,))
         closures[name] = [f.name for f in library.features if f.name in seen]
     needed = [f for f in library.features if any(f.name in c for c in closures.values())]
     if not needed:
