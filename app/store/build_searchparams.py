@@ -22,6 +22,10 @@ def build(tgz_path: str) -> list[dict]:
             sp = json.load(data)
             if sp.get("resourceType") != "SearchParameter" or not sp.get("expression"):
                 continue
+            if sp.get("id", "").startswith("example"):
+                # the package's illustrations (e.g. a Condition `subject` that targets Organization) would
+                # replace the core definitions of the same code
+                continue
             params.append(
                 {
                     "code": sp["code"],

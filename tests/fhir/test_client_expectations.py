@@ -43,6 +43,11 @@ def test_chain_without_modifier_filters(people):
     assert _ids(people.get("/fhir/Condition?patient.name=Berg").get_json()) == ["c-bo"]
 
 
+def test_chain_on_subject_without_modifier_follows_the_core_parameter(people):
+    # Condition.subject targets Patient and Group in R4 core; `name` is a Patient parameter only
+    assert _ids(people.get("/fhir/Condition?subject.name=Andersson").get_json()) == ["c-ann"]
+
+
 def test_chain_matching_nothing_returns_nothing(people):
     bundle = people.get("/fhir/Condition?patient.name=Nobody").get_json()
     assert bundle["total"] == 0 and _ids(bundle) == []
