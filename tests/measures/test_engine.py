@@ -259,6 +259,16 @@ def test_m3_opioid_prescribed_in_the_episode(kb):
     assert counts(report) == {"initial-population": 3, "denominator": 3, "numerator": 1}
 
 
+@pytest.mark.parametrize("intent,placed", [("order", True), ("original-order", True), ("instance-order", True),
+                                           ("plan", False), ("proposal", False), ("option", False)])
+def test_m3_counts_placed_opioid_orders_only(kb, intent, placed):
+    # a plan, a proposal or an option is no prescription (the same intents as the placed ServiceRequests)
+    rec = Rec("a").add("MedicationRequest", status="active", intent=intent, authoredOn="2026-03-05",
+                       medicationCodeableConcept={"coding": [{"system": ATC, "code": "N02AX02"}]})
+    report = run(kb, "m3-opioid-orders", [rec])
+    assert counts(report)["numerator"] == (1 if placed else 0)
+
+
 def _strata(report, code):
     s = next(s for s in report["group"][0]["stratifier"] if s["code"][0]["text"] == code)
     return {st["value"]["text"]: ({p["code"]["coding"][0]["code"]: p["count"] for p in st["population"]},
