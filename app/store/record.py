@@ -1,10 +1,14 @@
 """A patient's record from the store: the Patient and every resource of the data-contract types about them."""
 from __future__ import annotations
 
-from sqlalchemy import and_, or_, select
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
 
 from . import schema
-from .db import Store, _load_content
+from .db import Store, Stored, _load_content
+from .search import _content, _date_cond
 
 # The resource types the pathway reads (data-contract.md), and the reference parameters that tie each to a patient.
 RECORD_TYPES = ("Condition", "Observation", "MedicationStatement", "MedicationRequest", "Procedure",
@@ -33,3 +37,30 @@ def patient_record(store: Store, patient_id: str) -> list[dict]:
             if loaded is not None:
                 out.append(orjson.loads(loaded))
     return out
+
+
+def compartment_page(store: Store, patient_id: str, params: Mapping[str, Sequence[str]], *, since: str | None,
+                     offset: int, count: int) -> tuple[int, list[Stored]]:
+    """One page of the resources in a patient's compartment, ordered by type and id, and how many there are.
+
+    `params`: resource type -> the reference parameters that put a resource of it in the compartment (a resource
+    that refers to the patient by several of them is counted once). Only the page's rows are read: the others
+    are counted in the database. `since`: a FHIR date(time) the resources were last updated on or after
+    (`_lastUpdated=ge…`)."""
+    if not params:
+        return 0, []
+    ref, r = schema.idx_reference.c, schema.resources.c
+    owners = select(ref.rid).where(
+        ref.target_type == "Patient", ref.target_id == patient_id,
+        or_(*[and_(ref.res_type == t, ref.param.in_(list(names))) for t, names in params.items()]),
+    )
+    conds: list[Any] = [r.rid.in_(owners), r.res_type.in_(list(params)), r.deleted.is_(False)]
+    if since:
+        conds.append(_date_cond(r.last_updated, r.last_updated, f"ge{since}", "_since"))
+    with store.engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(schema.resources).where(*conds)).scalar_one()
+        rows = conn.execute(
+            select(r.res_type, r.res_id, r.version, r.last_updated, _content(store), r.rid)
+            .where(*conds).order_by(r.res_type, r.res_id).limit(count).offset(offset)
+        ).all()
+    return total, [Stored(row[0], row[1], row[2], row[3], False, _load_content(row[4]), rid=row[5]) for row in rows]

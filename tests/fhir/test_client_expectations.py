@@ -218,8 +218,27 @@ def test_everything_is_scoped_paged_and_filtered(people):
     nxt = next(link["url"] for link in page["link"] if link["relation"] == "next")
     rest = people.get(nxt[nxt.index("/fhir/"):]).get_json()
     assert len(_ids(rest)) == 1
-    assert _ids(people.get("/fhir/Patient/ann/$everything?_since=2999-01-01").get_json()) == []
+    future = people.get("/fhir/Patient/ann/$everything?_since=2999-01-01")
+    assert future.status_code == 200 and _ids(future.get_json()) == []
+    past = people.get("/fhir/Patient/ann/$everything?_since=2000-01-01")
+    assert past.status_code == 200 and _ids(past.get_json()) == ["ann", "c-ann", "o-ann"]
+    bad = people.get("/fhir/Patient/ann/$everything?_since=yesterday")
+    assert bad.status_code == 400 and bad.get_json()["issue"][0]["expression"] == ["_since"]
     assert people.get("/fhir/Patient/nobody/$everything").status_code == 404
+
+
+def test_everything_pages_one_at_a_time_in_order(people):
+    seen, url, pages = [], "/fhir/Patient/ann/$everything?_count=1", 0
+    while url:
+        bundle = people.get(url).get_json()
+        assert bundle["total"] == 3 and len(_ids(bundle)) == 1
+        seen += _ids(bundle)
+        pages += 1
+        nxt = [link["url"] for link in bundle["link"] if link["relation"] == "next"]
+        url = nxt[0][nxt[0].index("/fhir/"):] if nxt else None
+    assert seen == ["ann", "c-ann", "o-ann"] and pages == 3
+    empty = people.get("/fhir/Patient/ann/$everything?_count=0").get_json()
+    assert empty["total"] == 3 and _ids(empty) == []
 
 
 def test_everything_follows_the_patient_compartment_definition(app, people):

@@ -7,8 +7,8 @@ parameters refers to the patient (AuditEvents excluded: the audit trail is about
 of it; other Patients that `link` to this one are not followed). Only the types the access token may read are
 searched (the others are named in an outcome entry); every resource returned is audited.
 Parameters: `_since` (lastUpdated on or after), `_type` (comma-separated types), `_count` and `_offset` paging.
-The matches of all types are gathered before the page is cut (a resource can match by several parameters, and
-`total` counts it once).
+The page is cut in the database (ordered by type and id; a resource that matches by several parameters is
+counted once): only the page's resources are read.
 """
 from __future__ import annotations
 
@@ -22,8 +22,10 @@ from flask import current_app, request
 from app import auth as access
 from app.auth import audit
 from app.errors import FHIRError, Issue, operation_outcome
+from app.store import record
 from app.store import search as engine
 from app.store.db import KNOWLEDGE_TYPES
+from app.store.indexing import date_range
 
 from ..http import base_url, check_id, fhir_response
 from . import operation
@@ -39,6 +41,14 @@ def compartment_params() -> dict[str, tuple[str, ...]]:
     """Resource type -> the search parameters that put a resource of it in the Patient compartment."""
     data = json.loads(COMPARTMENT_FILE.read_text(encoding="utf-8"))
     return {t: tuple(params) for t, params in data["params"].items()}
+
+
+def _updated_since(patient, since: str) -> bool:
+    """Whether the Patient was last updated on or after `since` (the same test `_lastUpdated=ge` makes)."""
+    low = date_range(since)
+    if low is None:
+        raise FHIRError("invalid", f"_since must be a FHIR date or dateTime, got '{since}'", "_since")
+    return float(patient.last_updated) >= low[0]
 
 
 def _int(name: str, default: int, high: int) -> int:
@@ -78,31 +88,17 @@ def everything(res_type: str, res_id: str | None):
     count = _int("_count", DEFAULT_COUNT, engine.MAX_COUNT)
     offset = _int("_offset", 0, 10**9)
 
-    found = []
-    if include_patient and (not since or patient.last_updated.isoformat() >= since):
-        found.append(patient)
-    for t in types:
-        seen: set[str] = set()
-        for param in compartment[t]:
-            criteria = [(param, f"Patient/{res_id}"), ("_sort", "_id")]
-            if since:
-                criteria.append(("_lastUpdated", f"ge{since}"))
-            page = 0
-            while True:
-                req = engine.parse(store, t, [*criteria, ("_count", str(engine.MAX_COUNT)),
-                                              ("_offset", str(page))], strict=True)
-                result = engine.execute(store, req, resolve_valueset=lbp.knowledge.valueset_matcher)
-                for stored in result.matches:
-                    if stored.res_id not in seen:
-                        seen.add(stored.res_id)
-                        found.append(stored)
-                page += engine.MAX_COUNT
-                if page >= result.total:
-                    break
-    total = len(found)
+    with_patient = include_patient and (not since or _updated_since(patient, since))
+    # the Patient leads the first page; the compartment's resources follow, ordered by type and id
+    skip = max(0, offset - 1) if with_patient else offset
+    room = count - (1 if with_patient and offset == 0 else 0)
+    total, page = record.compartment_page(store, res_id, {t: compartment[t] for t in types}, since=since,
+                                          offset=skip, count=max(0, room))
+    found = [patient, *page] if with_patient and offset == 0 and count > 0 else page
+    total += 1 if with_patient else 0
     base = base_url()
     entries = []
-    for stored in found[offset:offset + count]:
+    for stored in found:
         audit.add_entities(f"{stored.res_type}/{stored.res_id}")
         entries.append({"fullUrl": f"{base}/{stored.res_type}/{stored.res_id}", "resource": stored.resource(),
                         "search": {"mode": "match"}})
