@@ -128,10 +128,10 @@ class Knowledge:
 def _build_base(resources: list[dict]) -> Any:
     from app.errors import FHIRError
     from app.reasoning.knowledge import KnowledgeBase
-    from app.validation import register_extension_definitions
+    from app.validation import replace_stored_extension_definitions
 
-    # extension definitions written since start-up are checked like the shipped ones
-    register_extension_definitions(r for r in resources if r.get("resourceType") == "StructureDefinition")
+    # the store's extension definitions are checked like the shipped ones, and one deleted is forgotten
+    replace_stored_extension_definitions(r for r in resources if r.get("resourceType") == "StructureDefinition")
     kb = KnowledgeBase()
     try:
         kb.add_all(resources)

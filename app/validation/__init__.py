@@ -51,7 +51,7 @@ from typing import Any
 from app.errors import Issue
 
 from .compiler import compiled
-from .extensions import register_extension_definitions
+from .extensions import register_extension_definitions, replace_stored_extension_definitions
 from .invariants import rule_issues
 from .models import SCHEMA_ONLY_TYPES, model_issues
 from .walker import Walker
@@ -61,6 +61,7 @@ __all__ = [
     "SCHEMA_ONLY_TYPES",
     "VALIDATION_LEVELS",
     "register_extension_definitions",
+    "replace_stored_extension_definitions",
     "validate_at_level",
     "validate_resource",
     "warm_up",

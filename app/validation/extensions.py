@@ -46,7 +46,8 @@ DOMAINS_SETTING = "LBP_VALIDATION_EXTENSION_DOMAINS"
 EXTENSION_BASE = "http://hl7.org/fhir/StructureDefinition/Extension"
 
 # extension definitions registered beside the core ones (by URL), in the form of the core table
-_registered: dict[str, dict[str, Any]] = {}
+_registered: dict[str, dict[str, Any]] = {}  # the shipped artifact folders' and those given by a caller
+_stored: dict[str, dict[str, Any]] = {}  # the store's, replaced whole each time its knowledge is rebuilt
 
 
 def _element_types(element: Mapping[str, Any]) -> list[str]:
@@ -111,12 +112,26 @@ def register_extension_definitions(resources: Iterable[Mapping[str, Any]]) -> li
     return urls
 
 
+def replace_stored_extension_definitions(resources: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The extension StructureDefinitions now in the store, in place of the ones it held before: an extension
+    whose definition was deleted from the store is unknown again (unless the software ships it)."""
+    fresh: dict[str, dict[str, Any]] = {}
+    for resource in resources:
+        definition = extension_definition(resource)
+        url = resource.get("url")
+        if definition is not None and isinstance(url, str):
+            fresh[url] = definition
+    _stored.clear()
+    _stored.update(fresh)
+    return sorted(fresh)
+
+
 def registered_extensions() -> dict[str, dict[str, Any]]:
-    return dict(_registered)
+    return {**_registered, **_stored}
 
 
 def _definition(defs: CoreDefinitions, url: str) -> dict[str, Any] | None:
-    return defs.extensions.get(url) or _registered.get(url)
+    return defs.extensions.get(url) or _stored.get(url) or _registered.get(url)
 
 
 @cache

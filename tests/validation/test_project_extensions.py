@@ -170,3 +170,9 @@ def test_an_extension_definition_written_to_the_server_is_checked_from_then_on(c
     r = client.post("/fhir/Patient/$validate", json=patient, content_type=FHIR)
     texts = [i.get("diagnostics", "") + i.get("details", {}).get("text", "") for i in r.get_json()["issue"]]
     assert any(f"The extension {url} takes a value of type boolean, not string" in t for t in texts), texts
+    # deleted from the store: the definition is forgotten, the extension is unknown again
+    assert client.delete("/fhir/StructureDefinition/written-later").status_code in (200, 204)
+    r = client.post("/fhir/Patient/$validate", json=patient, content_type=FHIR)
+    texts = [i.get("diagnostics", "") + i.get("details", {}).get("text", "") for i in r.get_json()["issue"]]
+    assert not any("takes a value of type boolean" in t for t in texts), texts
+    assert any(f"Unknown extension {url}" in t for t in texts), texts
