@@ -21,6 +21,7 @@ from app import auth as access
 from app.auth import audit
 from app.errors import FHIRError
 from app.records import admit, after_write, conditional_ids, scored
+from app.records.bulk import bulk_write
 from app.store.db import Stored, Transaction, instant, new_id
 from app.store.indexing import extract
 
@@ -54,6 +55,12 @@ class Entry:
 
 
 def process_bundle():
+    size = request.content_length or 0
+    with bulk_write(size // 2000):  # a Synthea entry is 1-3 kB of JSON
+        return _process_bundle()
+
+
+def _process_bundle():
     bundle = json_body("Bundle", check_nesting=False)  # entries are checked while references are rewritten
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise FHIRError("invalid", "POST to the base takes a Bundle of type transaction or batch",
