@@ -376,7 +376,9 @@ class Transaction:
         # resourceType and id first, as people read them
         ordered = {"resourceType": resource["resourceType"], "id": resource["id"]}
         ordered.update(resource)
-        return jsonio.dumps(ordered)  # decimals keep their exact text
+        # decimals keep their exact text. orjson's bytes keep the capacity of its output buffer (often 30 kB
+        # for a 2 kB resource); a bundle's contents live until it commits, so each is copied to its own size.
+        return bytes(memoryview(jsonio.dumps(ordered)))
 
     def _queue_index(self, rid: int, res_type: str, resource: dict, rows: IndexRows | None = None) -> None:
         if rows is None:
