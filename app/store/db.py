@@ -284,7 +284,10 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=OFF")
     cur.execute("PRAGMA temp_store=MEMORY")
-    cur.execute("PRAGMA cache_size=-8192")  # 8 MB per connection: several connections per worker
+    # 2 MB per connection: a worker keeps several pooled connections, and each one that wrote a large bundle
+    # keeps its cache full (at 8 MB each, tens of MB per loading worker); pages beyond it come from the
+    # operating system's file cache
+    cur.execute("PRAGMA cache_size=-2048")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
 
