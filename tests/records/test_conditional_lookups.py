@@ -21,7 +21,7 @@ def patients(fhir):
 
 @pytest.mark.parametrize("query", [f"identifier={S1}|a", "identifier=a", "identifier=|b", f"identifier={S2}|b",
                                    f"identifier={S1}|c", f"identifier={S1}|d", "identifier=d", f"identifier={S1}|",
-                                   "identifier=nothing", "gender=female", "identifier=a,b"])
+                                   "identifier=nothing", "gender=female", f"identifier={S1}|a,|b"])
 def test_a_conditional_lookup_matches_what_the_search_finds(app, fhir, patients, query):
     from app.records import conditional_ids
 
