@@ -50,6 +50,7 @@ class Server:
                         THREADS=str(threads), LBP_LOAD_ARTIFACTS="false", LOG_LEVEL="warning", **env)
         self.proc: subprocess.Popen | None = None
         self.peak_rss_mb = 0.0
+        self.peak_pss_mb = 0.0
         self._stop = threading.Event()
 
     def __enter__(self) -> Server:
@@ -103,9 +104,23 @@ class Server:
                 pass
         return total / 1024
 
+    def pss_mb(self) -> float:
+        """Proportional set size of the server: pages the workers share with the master (the preloaded
+        application, copy-on-write) counted once, where the RSS sum counts them in every process."""
+        total = 0
+        for pid in self._pids():
+            try:
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+            except (FileNotFoundError, PermissionError):
+                pass
+        return total / 1024
+
     def _sample_memory(self) -> None:
         while not self._stop.is_set():
             self.peak_rss_mb = max(self.peak_rss_mb, self.rss_mb())
+            self.peak_pss_mb = max(self.peak_pss_mb, self.pss_mb())
             time.sleep(0.2)
 
     def log_tail(self, n: int = 3000) -> str:

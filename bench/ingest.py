@@ -2,7 +2,8 @@
 
 Prints resources/s for each run, peak resident memory of the server, and our rate as a share of the raw
 limit (JSON parse + SQLite insert of the same rows and index rows, no HTTP, no validation) measured in
-the same run. It asserts nothing about time.
+the same run. With --postgres URL, the same over PostgreSQL with two gunicorn masters (--pg-masters), each
+beside PostgreSQL's own raw limit. It asserts nothing about time. --patients N loads a subset.
 """
 from __future__ import annotations
 
@@ -106,6 +107,80 @@ def raw_limit(bodies: list[tuple[str, bytes, int]]) -> tuple[int, float]:
     return n, elapsed
 
 
+def raw_limit_postgres(bodies: list[tuple[str, bytes, int]], url: str) -> tuple[int, float]:
+    """The raw limit on PostgreSQL: JSON parse + one multi-row insert per table per bundle (psycopg's
+    executemany, pipelined), one transaction per bundle, index rows computed beforehand. No HTTP."""
+    import psycopg
+    from sqlalchemy import create_engine
+
+    from app.store import schema
+    from app.store.indexing import extract
+
+    engine = create_engine(url)
+    schema.metadata.drop_all(engine)
+    schema.metadata.create_all(engine)
+    engine.dispose()
+    rows_by_bundle = [[extract(e["resource"]) for e in orjson.loads(body)["entry"]] for _, body, _ in bodies]
+    sql_idx = {k: f"INSERT INTO {t.name} VALUES ({', '.join(['%s'] * len(t.columns))})"
+               for k, t in schema.INDEX_TABLES.items()}
+    n = 0
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        started = time.perf_counter()
+        for (_, body, _), pre in zip(bodies, rows_by_bundle, strict=True):
+            doc = orjson.loads(body)
+            res_rows = []
+            idx: dict[str, list] = {k: [] for k in sql_idx}
+            for rows, entry in zip(pre, doc["entry"], strict=True):
+                n += 1
+                resource = entry["resource"]
+                res_id = entry.get("fullUrl", "").rsplit(":", 1)[-1] or str(n)
+                res_rows.append((n, resource["resourceType"], res_id, 1, 0.0, False, orjson.dumps(resource).decode()))
+                for kind in sql_idx:
+                    idx[kind].extend((n, resource["resourceType"], *v) for v in getattr(rows, kind))
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany("INSERT INTO resources VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)", res_rows)
+                for kind, rows in idx.items():
+                    if rows:
+                        cur.executemany(sql_idx[kind], rows)
+        elapsed = time.perf_counter() - started
+    engine = create_engine(url)
+    schema.metadata.drop_all(engine)
+    engine.dispose()
+    return n, elapsed
+
+
+def http_runs(bodies: list[tuple[str, bytes, int]], only: set[str], database: str | None, masters: int,
+              clients: int, raw_rate: float, engine_name: str) -> None:
+    """Loads over HTTP (validation on, then off) into a fresh database and prints each rate beside `raw_rate`."""
+    runs = [r for r in (("validation on ", "true", "on"), ("validation off", "false", "off")) if r[2] in only]
+    for label, validate, _ in runs:
+        if database:
+            from sqlalchemy import create_engine
+
+            from app.store.schema import metadata
+
+            engine = create_engine(database)
+            metadata.drop_all(engine)
+            engine.dispose()
+        with tempfile.TemporaryDirectory() as tmp, Server(database or f"sqlite:///{tmp}/bench.db",
+                                                         env={"LBP_VALIDATE_WRITES": validate}) as srv:
+            others = [Server(database or f"sqlite:///{tmp}/bench.db", env={"LBP_VALIDATE_WRITES": validate})
+                      for _ in range(masters - 1)]
+            for other in others:
+                other.__enter__()
+            token = srv.token()
+            ok, elapsed, failed = load_over_http([srv.base, *(o.base for o in others)], bodies, clients,
+                                                 [token, *(o.token() for o in others)])
+            for other in others:
+                other.__exit__(None, None, None)
+            rate = ok / elapsed
+            check = requests.get(srv.base + "/fhir/Patient?_summary=count", timeout=30,
+                                 headers={"Authorization": f"Bearer {token}"}).json()["total"]
+            print(f"{engine_name:10s} HTTP, {label}: {rate:9,.0f} resources/s = {rate / raw_rate:4.0%} of raw limit "
+                  f"({ok} loaded, {failed} failed, {elapsed:.1f} s, {check} patients searchable; "
+                  f"peak of the first master: RSS {srv.peak_rss_mb:.0f} MB, PSS {srv.peak_pss_mb:.0f} MB)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared"))
@@ -115,6 +190,10 @@ def main() -> int:
                     help="run only these measurements (default: all)")
     ap.add_argument("--database", help="PostgreSQL URL (emptied before each run) instead of a SQLite file")
     ap.add_argument("--masters", type=int, default=1, help="independent gunicorn masters sharing the load")
+    ap.add_argument("--postgres", metavar="URL",
+                    help="after the SQLite figures, the same measurements over this PostgreSQL database (emptied "
+                         "before each run) with --pg-masters masters")
+    ap.add_argument("--pg-masters", type=int, default=2)
     args = ap.parse_args()
     print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs; "
           f"{'PostgreSQL' if args.database else 'SQLite'}, {args.masters} gunicorn master(s)")
@@ -127,42 +206,27 @@ def main() -> int:
     print(f"Synthea: {len(bodies)} bundles, {total} resources ({sum(len(b) for _, b, _ in bodies) / 1e6:.0f} MB)")
 
     only = set(args.only or ["raw", "on", "off"])
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     raw_rate = float("nan")
     if "raw" in only:
-        n_raw, t_raw = raw_limit(bodies)
-        raw_rate = n_raw / t_raw
-        print(f"raw limit (parse + SQLite insert, no HTTP):   {raw_rate:9,.0f} resources/s")
-
-    results = {}
-    runs = [r for r in (("HTTP, validation on ", "true", "on"), ("HTTP, validation off", "false", "off"))
-            if r[2] in only]
-    for label, validate, _ in runs:
         if args.database:
-            from sqlalchemy import create_engine
-
-            from app.store.schema import metadata
-
-            engine = create_engine(args.database)
-            metadata.drop_all(engine)
-            engine.dispose()
-        with tempfile.TemporaryDirectory() as tmp, Server(args.database or f"sqlite:///{tmp}/bench.db",
-                                                         env={"LBP_VALIDATE_WRITES": validate}) as srv:
-            others = [Server(args.database or f"sqlite:///{tmp}/bench.db", env={"LBP_VALIDATE_WRITES": validate})
-                      for _ in range(args.masters - 1)]
-            for other in others:
-                other.__enter__()
-            token = srv.token()
-            ok, elapsed, failed = load_over_http([srv.base, *(o.base for o in others)], bodies, args.clients,
-                                                 [token, *(o.token() for o in others)])
-            for other in others:
-                other.__exit__(None, None, None)
-            rate = ok / elapsed
-            results[label] = rate
-            check = requests.get(srv.base + "/fhir/Patient?_summary=count", timeout=30,
-                                 headers={"Authorization": f"Bearer {token}"}).json()["total"]
-            print(f"{label}: {rate:9,.0f} resources/s  ({ok} loaded, {failed} failed, {elapsed:.1f} s, "
-                  f"peak RSS {srv.peak_rss_mb:.0f} MB, {check} patients searchable)  "
-                  f"= {rate / raw_rate:.0%} of raw limit")
+            n_raw, t_raw = raw_limit_postgres(bodies, args.database)
+        else:
+            n_raw, t_raw = raw_limit(bodies)
+        raw_rate = n_raw / t_raw
+        engine_name = "PostgreSQL" if args.database else "SQLite"
+        print(f"{engine_name:10s} raw limit (parse + insert, no HTTP): {raw_rate:9,.0f} resources/s")
+    http_runs(bodies, only, args.database, args.masters, args.clients, raw_rate,
+              "PostgreSQL" if args.database else "SQLite")
+    if args.postgres:
+        pg_raw = float("nan")
+        if "raw" in only:
+            n_raw, t_raw = raw_limit_postgres(bodies, args.postgres)
+            pg_raw = n_raw / t_raw
+            print(f"{'PostgreSQL':10s} raw limit (parse + insert, no HTTP): {pg_raw:9,.0f} resources/s")
+        print(f"PostgreSQL: {args.pg_masters} gunicorn masters sharing the load")
+        http_runs(bodies, only, args.postgres, args.pg_masters, args.clients, pg_raw, "PostgreSQL")
+    print(f"load average at start {load}, at end {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     return 0
 
 

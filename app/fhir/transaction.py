@@ -3,7 +3,8 @@
 A transaction is all or nothing: ids are assigned, `urn:uuid:` / relative references rewritten and
 conditional references (`Patient?identifier=…`) resolved before anything is written, then every entry
 is written in one database transaction in the spec's order (DELETE, POST, PUT, GET). Any failure rolls
-everything back and the OperationOutcome names the failing entry. A batch runs each entry on its own.
+everything back and the OperationOutcome names the failing entry. A batch answers for each entry on its own
+(a failing entry fails alone), and its writes share one database transaction with a savepoint per entry.
 Every resource is admitted by `app.records`; a POSTed QuestionnaireResponse is scored and its
 Observations extracted in the same database transaction, as on `POST /QuestionnaireResponse`.
 """
@@ -20,6 +21,7 @@ from app import auth as access
 from app.auth import audit
 from app.errors import FHIRError
 from app.records import admit, after_write, conditional_ids, scored
+from app.records.bulk import bulk_write
 from app.store.db import Stored, Transaction, instant, new_id
 from app.store.indexing import extract
 
@@ -53,6 +55,12 @@ class Entry:
 
 
 def process_bundle():
+    size = request.content_length or 0
+    with bulk_write(size // 2000):  # a Synthea entry is 1-3 kB of JSON
+        return _process_bundle()
+
+
+def _process_bundle():
     bundle = json_body("Bundle", check_nesting=False)  # entries are checked while references are rewritten
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise FHIRError("invalid", "POST to the base takes a Bundle of type transaction or batch",
@@ -192,15 +200,21 @@ class Lookups:
         return stored
 
     def confirm(self, tx: Transaction) -> None:
+        changed = self.changed(tx)
+        if changed is not None:
+            raise FHIRError("conflict", f"{changed} changed while the request was processed; retry",
+                            "Bundle.entry", status=409)
+
+    def changed(self, tx: Transaction) -> str | None:
+        """The first lookup whose answer inside `tx` differs from the one planned with, else None."""
         for (res_type, query), ids in self.made.items():
             if conditional_ids(res_type, query, tx.conn) != ids:
-                raise FHIRError("conflict", f"{res_type}?{query} changed while the request was processed; retry",
-                                "Bundle.entry", status=409)
+                return f"{res_type}?{query}"
         for (res_type, res_id), version in self.reads.items():
             now = tx.read(res_type, res_id)
             if (None if now is None else now.version) != version:
-                raise FHIRError("conflict", f"{res_type}/{res_id} changed while the request was processed; retry",
-                                "Bundle.entry", status=409)
+                return f"{res_type}/{res_id}"
+        return None
 
 
 def _assign_ids(entries: list[Entry], tx: Lookups) -> dict[str, str]:
@@ -295,6 +309,13 @@ class _ReferenceResolver:
         self.tx = tx
         self.base = base_url() + "/"
         self.conditional: dict[str, str] = {}
+        self.rewritten: list[tuple[dict, str]] = []  # (node, its reference as submitted)
+
+    def undo(self) -> None:
+        """Put every rewritten reference back as submitted (a batch entry planned again)."""
+        for node, ref in self.rewritten:
+            node["reference"] = ref
+        self.rewritten.clear()
 
     def rewrite(self, resource: dict, where: str) -> None:
         """Rewrite every Reference.reference in place; also enforces the nesting limit (one walk for both)."""
@@ -307,7 +328,10 @@ class _ReferenceResolver:
             if type(node) is dict:
                 ref = node.get("reference")
                 if ref.__class__ is str:
-                    node["reference"] = self._resolve(ref, where)
+                    resolved = self._resolve(ref, where)
+                    if resolved is not ref:
+                        node["reference"] = resolved
+                        self.rewritten.append((node, ref))
                 for v in node.values():
                     if type(v) in (dict, list):
                         push((v, depth + 1))
@@ -414,41 +438,89 @@ def _get(e: Entry, tx: Transaction | None) -> tuple[Any, str]:
 
 # ------------------------------------------------------------------ batch
 
-def _batch(entries: list[Entry]) -> list[Entry]:
-    lbp = current_app.extensions["lbp"]
-    for e in entries:
-        try:
-            _authorize(e)
-            if e.method == "GET":
-                e.out_resource, status = _get(e, None)
-                e.response = {"status": status}
-                continue
-            with lbp.store.engine.connect() as conn:
-                lookups = Lookups(conn)
-                _assign_ids([e], lookups)
-                if e.resource is not None:
-                    _ReferenceResolver({}, lookups).rewrite(e.resource, e.where)
-                    if e.skip_with is None:
-                        _admit_entry(e)
-            with lbp.store.transaction() as tx:
-                lookups.confirm(tx)
-                _execute(e, tx)
-                written = list(tx.written)
-            after_write(written)
-        except FHIRError as err:
-            e.response = {"status": str(err.status), "outcome": err.outcome()}
-            e.out_resource = None
-        except Exception as exc:  # noqa: BLE001 — earlier entries are applied: the batch answers for each entry
-            from app.store.errors import storage_cause
+@dataclass
+class _BatchPlan:
+    """A batch entry's planning: its own lookups (confirmed under the write lock) and rewritten references."""
 
-            found = storage_cause(exc)
-            log.error("batch entry %d failed: %s", e.index, found[1] if found else type(exc).__name__)
-            entry_status = found[0] if found else 500
-            failure = FHIRError("exception", f"This entry was not applied: {found[1] if found else 'internal error'}",
-                                f"{e.where}", status=entry_status)
-            e.response = {"status": str(entry_status), "outcome": failure.outcome()}
-            e.out_resource = None
+    lookups: Lookups
+    resolver: _ReferenceResolver
+    submitted: dict | None  # the resource as submitted (admission may replace e.resource)
+
+
+def _batch(entries: list[Entry]) -> list[Entry]:
+    """Each entry stands alone (its own status, a failure fails it alone), and the writes commit together.
+
+    Phase 1, outside the write lock: every entry is authorized, targeted, rewritten and admitted. Phase 2:
+    one database transaction with a savepoint per entry; an entry whose lookups no longer hold (another
+    writer, or an earlier entry of this batch, changed what they matched) is planned again inside it.
+    Phase 3, after the commit: the GET entries, which so see every write of the batch.
+    """
+    lbp = current_app.extensions["lbp"]
+    plans: dict[int, _BatchPlan] = {}
+    reads: list[Entry] = []
+    with lbp.store.engine.connect() as conn:
+        for e in entries:
+            try:
+                _authorize(e)
+                if e.method == "GET":
+                    reads.append(e)
+                    continue
+                plans[e.index] = _plan_batch_entry(e, Lookups(conn))
+            except Exception as exc:  # noqa: BLE001 — the entry fails alone
+                _fail_entry(e, exc)
+    if plans:
+        with lbp.store.transaction() as tx:
+            for e in entries:
+                plan = plans.get(e.index)
+                if plan is None:
+                    continue
+                try:
+                    with tx.savepoint():
+                        if plan.lookups.changed(tx) is not None:
+                            plan.resolver.undo()
+                            e.resource = plan.submitted
+                            e.res_id = e.skip_with = e.index_rows = None
+                            e.derived = []
+                            _plan_batch_entry(e, Lookups(tx.conn))
+                        _execute(e, tx)
+                except Exception as exc:  # noqa: BLE001 — the entry fails alone; the others still commit
+                    _fail_entry(e, exc)
+            written = list(tx.written)
+        after_write(written)
+    for e in reads:
+        try:
+            e.out_resource, status = _get(e, None)
+            e.response = {"status": status}
+        except Exception as exc:  # noqa: BLE001
+            _fail_entry(e, exc)
     return entries
+
+
+def _plan_batch_entry(e: Entry, lookups: Lookups) -> _BatchPlan:
+    submitted = e.resource
+    _assign_ids([e], lookups)
+    resolver = _ReferenceResolver({}, lookups)
+    if e.resource is not None:
+        resolver.rewrite(e.resource, e.where)
+        if e.skip_with is None:
+            _admit_entry(e)
+    return _BatchPlan(lookups, resolver, submitted)
+
+
+def _fail_entry(e: Entry, exc: Exception) -> None:
+    """The entry's response: its OperationOutcome (with expression), nothing written for it."""
+    e.out_resource = None
+    if isinstance(exc, FHIRError):
+        e.response = {"status": str(exc.status), "outcome": exc.outcome()}
+        return
+    from app.store.errors import storage_cause
+
+    found = storage_cause(exc)
+    log.error("batch entry %d failed: %s", e.index, found[1] if found else type(exc).__name__)
+    entry_status = found[0] if found else 500
+    failure = FHIRError("exception", f"This entry was not applied: {found[1] if found else 'internal error'}",
+                        f"{e.where}", status=entry_status)
+    e.response = {"status": str(entry_status), "outcome": failure.outcome()}
 
 
 # ------------------------------------------------------------------ response

@@ -47,8 +47,9 @@ def admit(
         if validate is None:
             validate = bool(current_app.config["VALIDATE_WRITES"])
         if validate:
-            _check_integer_ranges(resource, res_type)
-            _check_valid(jsonio.plain(resource))  # exact decimals are JSON numbers to the validator
+            exact_decimals = _scan_numbers(resource, res_type)
+            # exact decimals are JSON numbers to the validator; most resources hold none and are not copied
+            _check_valid(jsonio.plain(resource) if exact_decimals else resource)
         if res_type in KNOWLEDGE_TYPES:
             check_artifact(resource)
     except FHIRError as err:
@@ -58,6 +59,35 @@ def admit(
 
 # FHIR integer, positiveInt and unsignedInt are 32-bit (https://hl7.org/fhir/R4/datatypes.html#primitive)
 _INT32 = {"valueInteger": (-2**31, 2**31 - 1), "valuePositiveInt": (1, 2**31 - 1), "valueUnsignedInt": (0, 2**31 - 1)}
+
+
+def _scan_numbers(resource: FHIRJson, res_type: str) -> bool:
+    """Whether the resource holds an exact decimal (`jsonio.FHIRDecimal`); raises FHIRError (with the element's
+    path) for a FHIR integer outside its 32-bit range. One walk without paths: a path is made only for an error."""
+    exact_decimal = False
+    stack: list[Any] = [resource]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node = pop()
+        if type(node) is dict:
+            for key, value in node.items():
+                kind = type(value)
+                if kind is dict or kind is list:
+                    push(value)
+                elif kind is int:
+                    bounds = _INT32.get(key)
+                    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+                        _check_integer_ranges(resource, res_type)
+                elif kind is jsonio.FHIRDecimal:
+                    exact_decimal = True
+        else:
+            for value in node:
+                kind = type(value)
+                if kind is dict or kind is list:
+                    push(value)
+                elif kind is jsonio.FHIRDecimal:
+                    exact_decimal = True
+    return exact_decimal
 
 
 def _check_integer_ranges(resource: FHIRJson, res_type: str) -> None:

@@ -174,13 +174,19 @@ def _ref_type_is(ref: str, type_name: str, prefix: str) -> bool:
     return ("/" + prefix) in ref
 
 
-def compile_expression(expression: str, base: str) -> Walker | None:
-    branches = [b for b in _split_top(expression, "|") if b]
-    walkers = []
-    for b in branches:
+def _branches(expression: str, base: str) -> list[str]:
+    """The union branches of an expression that apply to `base` (FHIRPath text, stripped)."""
+    out = []
+    for b in _split_top(expression, "|"):
         head = b.lstrip("(").split(".", 1)[0].split(" ", 1)[0]
-        if head not in (base, "Resource", "DomainResource"):
-            continue
+        if b and head in (base, "Resource", "DomainResource"):
+            out.append(b)
+    return out
+
+
+def compile_expression(expression: str, base: str) -> Walker | None:
+    walkers = []
+    for b in _branches(expression, base):
         w = _compile_branch(b, base)
         if w is None:
             return None
@@ -202,6 +208,75 @@ def compile_expression(expression: str, base: str) -> Walker | None:
     keys = {getattr(w, "first_key", None) for w in walkers}
     union.first_keys = None if None in keys else keys  # type: ignore[attr-defined]
     return union
+
+
+@dataclass(frozen=True)
+class StoredAs:
+    """Where a derived parameter's index rows are: the rows of `params` (each selects a part of what it
+    selects), restricted to references whose type is `target` when that is set."""
+
+    params: tuple[str, ...]
+    target: str | None = None
+
+
+_RESOLVE_IS = re.compile(r"^(.+)\.where\(resolve\(\) is ([A-Za-z]+)\)$")
+
+
+def derived_params(params: dict[str, SearchParam]) -> dict[str, StoredAs]:
+    """Parameters of one resource type whose index rows would repeat other parameters' rows, and where those are.
+
+    Three shapes, read off the expressions: the same expression as another parameter (`phonetic` and `name`
+    of Practitioner); a union of other parameters' expressions (`combo-code` = `code` | `component-code`);
+    another reference parameter's expression restricted by `where(resolve() is Type)` (`patient` =
+    `subject.where(resolve() is Patient)`). Their rows are not written; search reads the source rows.
+    """
+    shape = {code: (sp.type, tuple(sorted(b.strip() for b in _branches(sp.expression, sp.base))))
+             for code, sp in params.items() if sp.walker is not None}
+    derived: dict[str, StoredAs] = {}
+    kept: dict[tuple, str] = {}
+    for code in sorted(shape):  # the same expression: the first code by name keeps the rows
+        first = kept.setdefault(shape[code], code)
+        if first != code:
+            derived[code] = StoredAs((first,))
+
+    def sources() -> dict[tuple, str]:
+        return {shape[c]: c for c in sorted(shape) if c not in derived}
+
+    by_shape = sources()
+    for code in sorted(shape):
+        kind, branches = shape[code]
+        if code in derived or kind != "reference" or len(branches) != 1:
+            continue
+        m = _RESOLVE_IS.match(branches[0])
+        source = m and by_shape.get(("reference", (m.group(1).strip(),)))
+        if m and source and source != code:
+            derived[code] = StoredAs((source,), m.group(2))
+    for code in sorted(shape, key=lambda c: (len(shape[c][1]), c)):  # smaller unions first
+        kind, branches = shape[code]
+        if code in derived or len(branches) < 2:
+            continue
+        parts = [c for c in sorted(shape) if c != code and c not in derived and shape[c][0] == kind
+                 and shape[c][1] and set(shape[c][1]) <= set(branches)]
+        if parts and {b for c in parts for b in shape[c][1]} == set(branches):
+            derived[code] = StoredAs(tuple(parts))
+    return derived
+
+
+class _KeyDispatch(dict):
+    """Element name -> the params reading it, filled on first sight of each name (choice elements by stem)."""
+
+    def __init__(self, by_stem: dict[str, list[SearchParam]]):
+        super().__init__()
+        self.by_stem = by_stem
+
+    def __missing__(self, key: str) -> tuple[SearchParam, ...]:
+        found: list[SearchParam] = []
+        for stem in _stems(key):
+            for sp in self.by_stem.get(stem, ()):
+                if sp not in found:
+                    found.append(sp)
+        value = self[key] = tuple(found)
+        return value
 
 
 class SearchParamRegistry:
@@ -227,7 +302,8 @@ class SearchParamRegistry:
                 else:
                     self.by_type.setdefault(base, {})[d["code"]] = sp
         self._merged: dict[str, dict[str, SearchParam]] = {}
-        self._dispatch: dict[str, tuple[dict[str, list[SearchParam]], list[SearchParam]]] = {}
+        self._derived: dict[str, dict[str, StoredAs]] = {}
+        self._dispatch: dict[str, tuple[dict[str, tuple[SearchParam, ...]], tuple[SearchParam, ...]]] = {}
 
     def params_for(self, resource_type: str) -> dict[str, SearchParam]:
         merged = self._merged.get(resource_type)
@@ -237,20 +313,39 @@ class SearchParamRegistry:
             self._merged[resource_type] = merged
         return merged
 
-    def dispatch(self, resource_type: str) -> tuple[dict[str, list[SearchParam]], list[SearchParam]]:
-        """(first element name -> params reading it, params to evaluate always)."""
+    def derived(self, resource_type: str) -> dict[str, StoredAs]:
+        """The parameters of `resource_type` searched through other parameters' rows (see `derived_params`)."""
+        d = self._derived.get(resource_type)
+        if d is None:
+            d = self._derived[resource_type] = derived_params(self.params_for(resource_type))
+        return d
+
+    def stored_as(self, resource_type: str, code: str) -> StoredAs | None:
+        """Where the index rows of `code` are, when they are another parameter's; None: under its own code."""
+        return self.derived(resource_type).get(code)
+
+    def dispatch(self, resource_type: str) -> tuple[dict[str, tuple[SearchParam, ...]], tuple[SearchParam, ...]]:
+        """(element name -> the params whose expression starts at it, params to evaluate always).
+
+        Element names are the resource's own keys: a choice element is found under each of its typed
+        names (`onsetDateTime`, `onsetPeriod`, ...) the first time such a key is seen. Derived parameters
+        (`derived`) are left out: their rows are other parameters' rows.
+        """
         d = self._dispatch.get(resource_type)
         if d is None:
-            by_key: dict[str, list[SearchParam]] = {}
+            derived = self.derived(resource_type)
+            by_stem: dict[str, list[SearchParam]] = {}
             always: list[SearchParam] = []
             for sp in self.params_for(resource_type).values():
+                if sp.code in derived:
+                    continue
                 keys = getattr(sp.walker, "first_keys", None)
                 if keys is None:
                     always.append(sp)
                 else:
                     for k in keys:
-                        by_key.setdefault(k, []).append(sp)
-            d = self._dispatch[resource_type] = (by_key, always)
+                        by_stem.setdefault(k, []).append(sp)
+            d = self._dispatch[resource_type] = (_KeyDispatch(by_stem), tuple(always))
         return d
 
     def get(self, resource_type: str, code: str) -> SearchParam | None:
@@ -419,9 +514,8 @@ def extract(resource: dict, registry_: SearchParamRegistry | None = None) -> Ind
     by_key, always = (registry_ or registry()).dispatch(resource["resourceType"])
     selected: dict[str, SearchParam] = {sp.code: sp for sp in always}
     for key in resource:
-        for stem in _stems(key):
-            for sp in by_key.get(stem, ()):
-                selected[sp.code] = sp
+        for sp in by_key[key]:
+            selected[sp.code] = sp
     for code, sp in selected.items():
         walker = sp.walker
         if walker is None:
