@@ -300,6 +300,7 @@ class CardLog:
     """The issued-card rows of this process, written in batches."""
 
     FLUSH_SECONDS = 0.2
+    IDLE_SECONDS = 30.0
 
     def __init__(self, store: Any):
         self.store = store
@@ -316,10 +317,15 @@ class CardLog:
                 self._thread.start()
 
     def _run(self) -> None:
+        idle_since = time.monotonic()
         while True:
             self._wake.wait(self.FLUSH_SECONDS)
             self._wake.clear()
-            if not self.flush():
+            if self.flush():
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > self.IDLE_SECONDS:
+                # a writer lives on through short pauses between calls: starting a thread per call costs the
+                # call more than the batch it writes
                 with self._lock:
                     if not self._rows:
                         self._thread = None
