@@ -223,7 +223,7 @@ def run(service: Service, body: Mapping[str, Any], caller: Any, links: Any) -> d
     return {"cards": cards}
 
 
-_PREFILLS: dict[tuple[str, int], bool] = {}
+_PREFILLS: dict[str, tuple[Any, bool]] = {}
 
 
 def _questionnaire_title(kb: Any, canonical: str, language: str) -> str | None:
@@ -265,10 +265,13 @@ def _missing_fields(kb: Any, canonical: str, record: dict, subject: Any, today: 
     questionnaire = kb.resolve(canonical, "Questionnaire")
     if questionnaire is None:
         return None
-    key = (canonical, id(questionnaire))
-    if key not in _PREFILLS:
-        _PREFILLS[key] = "initialExpression" in json.dumps(questionnaire)
-    if not _PREFILLS[key]:
+    # whether it pre-fills depends on the knowledge only: decided once per Questionnaire object (the object is
+    # kept and compared, so the id of one from replaced knowledge never answers for another)
+    hit = _PREFILLS.get(canonical)
+    if hit is None or hit[0] is not questionnaire:
+        hit = (questionnaire, "initialExpression" in json.dumps(questionnaire))
+        _PREFILLS[canonical] = hit
+    if not hit[1]:
         return None
     try:
         response = populate(questionnaire, list(record.values()), subject=subject, today=today,
