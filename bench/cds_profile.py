@@ -36,6 +36,7 @@ PARTS = [
     ("  key from JWK (jwk_key)", "app/auth/client_jwt.py", "jwk_key"),
     ("  jti insert (wait for grouped commit)", "app/auth/client_jwt.py", "remember"),
     ("request JSON (get_json)", "werkzeug/wrappers/request.py", "get_json"),
+    ("request JSON (orjson)", "app/cds/__init__.py", "_request_json"),
     ("request checks (check_hook_request)", "app/cds/requests.py", "check_hook_request"),
     ("prefetch (resolve)", "app/cds/prefetch.py", "resolve"),
     ("$apply (apply_plan_definition)", "app/reasoning/apply.py", "apply_plan_definition"),
