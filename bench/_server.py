@@ -117,6 +117,18 @@ class Server:
                 pass
         return total / 1024
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server's processes have used so far: master and workers together."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in self._pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+            except (FileNotFoundError, IndexError, ValueError):
+                pass
+        return total / tick
+
     def _sample_memory(self) -> None:
         while not self._stop.is_set():
             self.peak_rss_mb = max(self.peak_rss_mb, self.rss_mb())

@@ -6,7 +6,9 @@ Measured in one run against one server:
 - order-sign with full prefetch and a signed ES384 JWT per call (verification + jti in the database);
 - order-sign with no prefetch: the service fetches every template (one FHIR batch) from a second gunicorn
   serving the FHIR API on the same database (a separate process, as an EHR's FHIR server would be).
-Prints p50/p95/p99, calls per second, and our p50/p99 as multiples of the floor's. Asserts nothing.
+Prints p50/p95/p99, calls per second, the server's CPU time per call (its processes' user + system time over
+the scenario; the FHIR server's own on a line of its own), and our p50/p99 and calls/s as multiples of the
+floor's. Asserts nothing.
 
     .venv/bin/python bench/cds.py [--calls 1500] [--clients 8] [--workers N] [--threads 4]
                                   [--database postgresql+psycopg://… --masters 2]
@@ -86,13 +88,18 @@ def run(url: str | list[str], bodies: list[dict], tokens: list[str] | None,
     return latencies, seconds, sum(f for _, f in results)
 
 
-def report(name: str, lat: list[float], seconds: float, failures: int, floor: tuple[float, float] | None) -> None:
+def report(name: str, lat: list[float], seconds: float, failures: int, floor: tuple[float, float, float] | None,
+           cpu_ms: float) -> tuple[float, float, float]:
+    """Prints one scenario's line; returns (p50, p99, calls/s) for the ratios of the next ones."""
     p50, p95, p99 = pct(lat, 0.50), pct(lat, 0.95), pct(lat, 0.99)
+    rate = len(lat) / seconds
     line = (f"{name:<34} n={len(lat):5d}  p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  p99 {p99:7.2f} ms  "
-            f"mean {statistics.fmean(lat):6.2f} ms  {len(lat) / seconds:7.1f} calls/s  failures {failures}")
+            f"mean {statistics.fmean(lat):6.2f} ms  {rate:7.1f} calls/s  server CPU {cpu_ms:5.2f} ms/call  "
+            f"failures {failures}")
     if floor:
-        line += f"  | x floor: p50 {p50 / floor[0]:.1f}  p99 {p99 / floor[1]:.1f}"
+        line += f"  | x floor: p50 {p50 / floor[0]:.1f}  p99 {p99 / floor[1]:.1f}  calls/s {rate / floor[2]:.2f}"
     print(line, flush=True)
+    return p50, p99, rate
 
 
 def main() -> None:
@@ -158,19 +165,28 @@ def main() -> None:
         warm = [prefetched() for _ in range(40)] + [fetched() for _ in range(40)]
         run(sign, warm, [mint(keys, public + path) for _ in warm], args.clients)
 
-        floor_lat, floor_s, floor_fail = run(floor_urls, [{} for _ in range(n)], None, args.clients)
-        floor = (pct(floor_lat, 0.5), pct(floor_lat, 0.99))
-        report("floor {\"cards\": []}", floor_lat, floor_s, floor_fail, None)
+        servers = [srv, *others]
+
+        def measured(urls: list[str], bodies: list[dict], tokens: list[str] | None):
+            cpu, fhir_cpu = sum(s.cpu_seconds() for s in servers), fhir_srv.cpu_seconds()
+            lat, secs, fail = run(urls, bodies, tokens, args.clients)
+            cpu, fhir_cpu = sum(s.cpu_seconds() for s in servers) - cpu, fhir_srv.cpu_seconds() - fhir_cpu
+            if fhir_cpu * 1000 / len(bodies) > 0.05:
+                print(f"  (the FHIR server answering the fetches: {fhir_cpu * 1000 / len(bodies):.2f} ms CPU per call)")
+            return lat, secs, fail, cpu * 1000 / len(bodies)
+
+        floor_lat, floor_s, floor_fail, cpu = measured(floor_urls, [{} for _ in range(n)], None)
+        floor = report("floor {\"cards\": []}", floor_lat, floor_s, floor_fail, None, cpu)
 
         tokens = [mint(keys, public + path) for _ in range(n)]
-        lat, secs, fail = run(sign, [prefetched() for _ in range(n)], tokens, args.clients)
-        report("order-sign, full prefetch, JWT", lat, secs, fail, floor)
+        lat, secs, fail, cpu = measured(sign, [prefetched() for _ in range(n)], tokens)
+        report("order-sign, full prefetch, JWT", lat, secs, fail, floor, cpu)
 
         m = max(args.clients, n // 2)
         m -= m % args.clients
         tokens = [mint(keys, public + path) for _ in range(m)]
-        lat, secs, fail = run(sign, [fetched() for _ in range(m)], tokens, args.clients)
-        report("order-sign, fetched from FHIR, JWT", lat, secs, fail, floor)
+        lat, secs, fail, cpu = measured(sign, [fetched() for _ in range(m)], tokens)
+        report("order-sign, fetched from FHIR, JWT", lat, secs, fail, floor, cpu)
         print("targets: prefetch p99 <= 25 ms and >= 500 calls/s; fetched p99 <= 60 ms", flush=True)
         print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
         fhir_srv.__exit__(None, None, None)

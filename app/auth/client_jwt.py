@@ -52,31 +52,44 @@ class JWKSCache:
         self._lock = threading.Lock()
 
     def keys(self, url: str, *, force: bool = False) -> list[dict[str, Any]]:
+        return list(self._doc(url, force=force)[1].get("keys") or [])
+
+    def _doc(self, url: str, *, force: bool = False) -> tuple[float, dict[str, Any]]:
+        """(when it was fetched, the JWKS document) of `url`, from the cache while it is fresh."""
         now = time.monotonic()
         hit = self._docs.get(url)
         if hit is not None and not force and now - hit[0] < self.ttl:
-            return list(hit[1].get("keys") or [])
+            return hit
         if hit is not None and force and now - hit[0] < self.min_refresh:
-            return list(hit[1].get("keys") or [])
+            return hit
         try:
             response = requests.get(url, timeout=self.timeout, headers={"Accept": "application/json"})
             response.raise_for_status()
             doc = response.json()
+            if not isinstance(doc, dict):
+                raise ValueError("not a JWKS")
         except (requests.RequestException, ValueError) as exc:
             log.warning("JWKS %s could not be fetched: %s", url, type(exc).__name__)
             if hit is not None:
-                return list(hit[1].get("keys") or [])
+                return hit
             raise JWTRefused("the client's JWKS is unavailable") from None
         with self._lock:
             self._docs[url] = (now, doc)
-        return list(doc.get("keys") or [])
+        return now, doc
 
     def find(self, url: str, match: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
         """The first key of the JWKS at `url` that `match` accepts, refetching once when none does."""
+        found = self.find_until(url, match)
+        return found[0] if found is not None else None
+
+    def find_until(self, url: str, match: Callable[[dict[str, Any]], bool]) -> tuple[dict[str, Any], float] | None:
+        """As `find`, with the monotonic time until which the JWKS it came from is fresh (a parsed key is kept
+        no longer: a key the client has withdrawn is refused once its JWKS is refetched)."""
         for force in (False, True):
-            found = next((k for k in self.keys(url, force=force) if match(k)), None)
+            fetched, doc = self._doc(url, force=force)
+            found = next((k for k in doc.get("keys") or [] if isinstance(k, dict) and match(k)), None)
             if found is not None:
-                return found
+                return found, fetched + self.ttl
         return None
 
 
@@ -119,10 +132,13 @@ class ClientJWTVerifier:
         if len(token) > MAX_TOKEN_BYTES:
             raise JWTRefused(f"the JWT is longer than {MAX_TOKEN_BYTES} bytes")
         try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
+            # header and claims from one parse; the verifying decode below parses the token once more
+            parsed = jwt.decode_complete(token, options={"verify_signature": False})
         except jwt.PyJWTError:
             raise JWTRefused("not a JWT") from None
+        header, unverified = parsed["header"], parsed["payload"]
+        if not isinstance(unverified, dict):
+            raise JWTRefused("not a JWT")
         alg = header.get("alg")
         if alg not in ALGORITHMS:
             raise JWTRefused(f"alg {alg} is not accepted; use ES384 or RS384")

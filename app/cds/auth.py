@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,6 @@ from typing import Any
 from app.auth.client_jwt import ClientJWTVerifier, JWKSCache, JWTRefused, jwk_key
 
 log = logging.getLogger("lbp.cds")
-
 
 
 class Unauthorized(Exception):
@@ -114,15 +114,34 @@ def _find(keys: list[dict[str, Any]], kid: str) -> dict[str, Any] | None:
     return next((k for k in keys if k.get("kid") == kid), None)
 
 
+# A parsed key from an inline JWKS is kept while its issuer's entry is unchanged (a new issuers file replaces
+# the entry), and at most this long; one from a fetched JWKS no longer than that document is cached.
+INLINE_KEY_SECONDS = 300.0
+MAX_PARSED_KEYS = 1024
+
+
+@dataclass
+class _ParsedKey:
+    issuer: Issuer  # the issuers-file entry it was found under: a reloaded file makes a new one
+    key: Any
+    until: float  # monotonic
+
+
 class Verifier:
-    """The CDS flow over the shared client-JWT verifier: trusted issuers, their keys, kid required, aud the endpoint."""
+    """The CDS flow over the shared client-JWT verifier: trusted issuers, their keys, kid required, aud the endpoint.
+
+    Verification keys are parsed from their JWK once and kept per (issuer, kid, JWKS source, alg): the
+    allowlist of issuers and of `jku` URLs is still checked on every call, before the cache is looked at.
+    """
 
     def __init__(self, client_jwt: ClientJWTVerifier, issuers: dict[str, Issuer] | IssuersFile,
-                 timeout: float = 2.0):
+                 timeout: float = 2.0, jwks_ttl: float = 3600.0, inline_key_seconds: float = INLINE_KEY_SECONDS):
         self.client_jwt = client_jwt
         self.source = issuers if isinstance(issuers, IssuersFile) else None
         self.issuers = issuers.issuers if isinstance(issuers, IssuersFile) else issuers
-        self.jwks = JWKSCache(timeout)
+        self.jwks = JWKSCache(timeout, ttl=jwks_ttl)
+        self.inline_key_seconds = inline_key_seconds
+        self._parsed: dict[tuple[str, str, str | None, str], _ParsedKey] = {}
 
     def verify(self, authorization: str | None, audiences: list[str]) -> Caller:
         if self.source is not None:
@@ -145,24 +164,35 @@ class Verifier:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise JWTRefused("no kid")
-        return jwk_key(self._key(issuer, header, kid), alg)
-
-    def _key(self, issuer: Issuer, header: dict[str, Any], kid: str) -> dict[str, Any]:
         jku = header.get("jku")
+        if jku is not None and jku not in issuer.jku:
+            raise JWTRefused("jku not on the issuer's allowlist")
+        cache_key = (issuer.iss, kid, jku, alg)
+        now = time.monotonic()
+        hit = self._parsed.get(cache_key)
+        if hit is not None and hit.issuer is issuer and now < hit.until:
+            return hit.key
+        jwk, until = self._key(issuer, jku, kid, now)
+        key = jwk_key(jwk, alg)
+        if len(self._parsed) >= MAX_PARSED_KEYS:
+            self._parsed.clear()
+        self._parsed[cache_key] = _ParsedKey(issuer, key, until)
+        return key
+
+    def _key(self, issuer: Issuer, jku: str | None, kid: str, now: float) -> tuple[dict[str, Any], float]:
+        """The issuer's JWK named `kid` and the monotonic time until which it may be used without looking again."""
         if jku is not None:
-            if jku not in issuer.jku:
-                raise JWTRefused("jku not on the issuer's allowlist")
             url: str | None = jku
         elif issuer.jwks is not None:
             found = _find(issuer.jwks.get("keys", []), kid)
             if found is None:
                 raise JWTRefused("unknown kid")
-            return found
+            return found, now + self.inline_key_seconds
         else:
             url = issuer.jwks_url or (issuer.jku[0] if len(issuer.jku) == 1 else None)
         if url is None:
             raise JWTRefused("no JWKS for the issuer")
-        found = self.jwks.find(url, lambda k: k.get("kid") == kid)
-        if found is None:
+        found_until = self.jwks.find_until(url, lambda k: k.get("kid") == kid)
+        if found_until is None:
             raise JWTRefused("unknown kid")
-        return found
+        return found_until

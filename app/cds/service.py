@@ -223,7 +223,7 @@ def run(service: Service, body: Mapping[str, Any], caller: Any, links: Any) -> d
     return {"cards": cards}
 
 
-_PREFILLS: dict[tuple[str, int], bool] = {}
+_PREFILLS: dict[str, tuple[Any, bool]] = {}
 
 
 def _questionnaire_title(kb: Any, canonical: str, language: str) -> str | None:
@@ -265,10 +265,13 @@ def _missing_fields(kb: Any, canonical: str, record: dict, subject: Any, today: 
     questionnaire = kb.resolve(canonical, "Questionnaire")
     if questionnaire is None:
         return None
-    key = (canonical, id(questionnaire))
-    if key not in _PREFILLS:
-        _PREFILLS[key] = "initialExpression" in json.dumps(questionnaire)
-    if not _PREFILLS[key]:
+    # whether it pre-fills depends on the knowledge only: decided once per Questionnaire object (the object is
+    # kept and compared, so the id of one from replaced knowledge never answers for another)
+    hit = _PREFILLS.get(canonical)
+    if hit is None or hit[0] is not questionnaire:
+        hit = (questionnaire, "initialExpression" in json.dumps(questionnaire))
+        _PREFILLS[canonical] = hit
+    if not hit[1]:
         return None
     try:
         response = populate(questionnaire, list(record.values()), subject=subject, today=today,
@@ -300,6 +303,7 @@ class CardLog:
     """The issued-card rows of this process, written in batches."""
 
     FLUSH_SECONDS = 0.2
+    IDLE_SECONDS = 30.0
 
     def __init__(self, store: Any):
         self.store = store
@@ -316,10 +320,15 @@ class CardLog:
                 self._thread.start()
 
     def _run(self) -> None:
+        idle_since = time.monotonic()
         while True:
             self._wake.wait(self.FLUSH_SECONDS)
             self._wake.clear()
-            if not self.flush():
+            if self.flush():
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > self.IDLE_SECONDS:
+                # a writer lives on through short pauses between calls: starting a thread per call costs the
+                # call more than the batch it writes
                 with self._lock:
                     if not self._rows:
                         self._thread = None

@@ -454,9 +454,12 @@ def execute(
     r = schema.resources.c
     with store._conn(conn) as c:
         conds = _where(store, c, req, resolve_valueset)
-        total = c.execute(select(func.count()).select_from(schema.resources).where(*conds)).scalar_one()
+
+        def count() -> int:
+            return int(c.execute(select(func.count()).select_from(schema.resources).where(*conds)).scalar_one())
+
         if req.summary == "count" or req.count == 0:
-            return SearchResult(total, [], [])
+            return SearchResult(count(), [], [])
         order = []
         for key, desc in req.sort:
             order.extend(_sort_key(req, store, key, desc))
@@ -468,6 +471,9 @@ def execute(
             .limit(req.count)
             .offset(req.offset)
         ).all()
+        # a page that is not full ends the matches: the total is known without counting them again (most
+        # searches of one patient's record, the CDS prefetch's among them, fit in their first page)
+        total = req.offset + len(rows) if len(rows) < req.count and (rows or req.offset == 0) else count()
         matches = [Stored(req.res_type, row[0], row[1], row[2], False, _load_content(row[3]), rid=row[4])
                    for row in rows]
         included = _includes(store, req, matches, c) if (req.include or req.revinclude) and matches else []
