@@ -1,12 +1,14 @@
-"""Case features: the Library's FHIRPath evaluated once per request over the patient's record, in declaration order.
+"""Case features: the Library's FHIRPath over the patient's record, each computed when an expression first reads it.
 
 The focus is a Bundle (type collection) of the record; `%patient`, `%today`, `%now`,
 `%draftOrders`, `%selections` and every earlier feature (`%name`) are in scope
-(docs/artifact-conventions.md, "Case features"). One feature's error does not stop the others: it
-is recorded as an Issue naming the Library, the feature and the expression, its value is unknown
-(empty) and it is marked as failed; every feature that reads it (directly or not) is evaluated on
-that unknown value, exactly as if the record lacked the fact, and is marked as failed too, so the
-rules that read any of them can say "could not be evaluated" (docs/fail-safe.md).
+(docs/artifact-conventions.md, "Case features"). A feature is evaluated at most once per context,
+the first time a rule condition, a dynamicValue, a Measure criterion or another feature reads it;
+one that nothing reads is never evaluated (`FeatureScope`). One feature's error does not stop the
+others: it is recorded as an Issue naming the Library, the feature and the expression, its value is
+unknown (empty) and it is marked as failed; every feature that reads it while being evaluated gets
+that unknown value, exactly as if the record lacked the fact, and is marked as failed too, so the rules
+that read any of them can say "could not be evaluated" (docs/fail-safe.md).
 """
 
 from __future__ import annotations
@@ -317,6 +319,8 @@ class FeatureScope(Scope):
             value, error = [], exc
         finally:
             reads, self.reads, self.limit = self.reads, outer, limit
+        if not reads:
+            return Traced(value, error, ())
         if outer is not None:
             outer |= reads
         return Traced(value, error, self.in_order(reads))
