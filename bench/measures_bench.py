@@ -3,7 +3,10 @@
 Loads a demo cohort (`app.measures.demo`, default 10,000 patients) into a fresh SQLite database (or the
 database given with --database, which is emptied first) from a child process, then in the same run measures
   1. reading every patient's record from the store (the baseline: what any evaluation must pay), and
-  2. reading and evaluating all Measures of the variant in one pass (what `lbp report` does),
+  2. reading and evaluating all Measures of the variant in one pass (what `lbp report` does: each case
+     feature computed when a criterion first reads it),
+  3. the same with every case feature a Measure may read computed up front for each patient (the eager
+     baseline; --no-eager leaves it out),
 and prints patients per second per core (the process is single-threaded), the time of the evaluation
 alone, its ratio to the read, and the peak resident memory. Prints figures, asserts nothing.
 
@@ -48,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patients", type=int, default=10_000)
     parser.add_argument("--variant", default="skane", choices=["se", "skane"])
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-eager", action="store_true", help="leave out the eager baseline (3.)")
     parser.add_argument("--database", help="SQLAlchemy URL (emptied first); default a temporary SQLite file")
     args = parser.parse_args(argv)
 
@@ -98,6 +102,17 @@ def main(argv: list[str] | None = None) -> int:
         cpu_total = time.process_time() - cpu0
         t_eval = max(t_total - t_read, 1e-9)
         counted = len({pid for acc in accs for pid in acc.subjects})
+
+        # 3. baseline: the same, every feature a Measure may read computed up front
+        cpu_eager = None
+        if not args.no_eager:
+            cpu0 = time.process_time()
+            eager, eager_accs = engine.evaluate_measures(kb, measures, cohort_records(lbp.store), period,
+                                                         variant=args.variant, as_of=as_of, eager_features=True)
+            cpu_eager = max(time.process_time() - cpu0 - cpu_read, 1e-9)
+            same = [a.groups.keys() == b.groups.keys() and all(
+                a.groups[g].overall.counts == b.groups[g].overall.counts for g in a.groups)
+                for a, b in zip(accs, eager_accs, strict=True)]
         lbp.store.dispose()
 
     n = args.patients
@@ -111,7 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'read records':22} {t_read:8.2f} {cpu_read:8.2f} {n / cpu_read:27,.0f}   ({read} resources)")
     print(f"{'read + evaluate':22} {t_total:8.2f} {cpu_total:8.2f} {n / cpu_total:27,.0f}")
     print(f"{'evaluate alone':22} {t_eval:8.2f} {cpu_eval:8.2f} {n / cpu_eval:27,.0f}")
-    print(f"evaluate / read (cpu): {cpu_eval / cpu_read:.1f} x")
+    print(f"evaluate / read (cpu): {cpu_eval / cpu_read:.1f} x; case features computed: "
+          f"{evaluator.features_evaluated / n:.1f} per patient on average")
+    if cpu_eager is not None:
+        print(f"{'eager evaluate alone':22} {'':8} {cpu_eager:8.2f} {n / cpu_eager:27,.0f}   "
+              f"({eager.features_evaluated / n:.1f} features per patient; populations equal: {all(same)})")
+        print(f"on demand / eager (cpu): {cpu_eval / cpu_eager:.2f}; speed-up {cpu_eager / cpu_eval:.1f} x")
     print(f"target 2,000 patients/s per core: {'met' if n / cpu_eval >= 2000 else 'NOT met'} "
           f"({n / cpu_eval / 2000:.2f} of target)")
     print(f"peak resident memory: {rss_mb():.0f} MB (target < 500 MB; {rss_before:.0f} MB before evaluating: "

@@ -93,8 +93,11 @@ class _Compiler:
                 return fn(ctx, focus)
             value = memo.get(key)
             if value is None:
+                observations = ctx.vars.observations
+                seen = observations[0]
                 value = fn(ctx, focus)
-                memo[key] = value
+                if observations[0] == seen:  # a read the scope must see each time is never hidden in the memo
+                    memo[key] = value
             return value
 
         return memoised
@@ -241,7 +244,9 @@ def _variable(name: str) -> Fn:
     def variable(ctx: Ctx, focus: list[Any]) -> list[Any]:
         value = ctx.vars.get(name)
         if value is None:
-            value = ctx.std.get(name)
+            value = ctx.vars.missing(name)
+            if value is None:
+                value = ctx.std.get(name)
             if value is None:
                 if name.startswith("vs-"):
                     return ["http://hl7.org/fhir/ValueSet/" + name[3:]]

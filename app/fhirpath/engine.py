@@ -238,11 +238,20 @@ class Scope(dict[str, Any]):
 
     A scope also memoises what its variables determine (see `compiler._optimise`): give
     a variable its value once and do not change it afterwards.
+
+    A variable the scope does not hold is asked of `missing(name)` before the standard variables:
+    a child scope (`child`) answers from its parent, and a subclass may compute a variable there on
+    its first read and store it (lazy variables: the case features). A variable that `missing`
+    answers without storing, so that each read is seen, must call `observed()`: a memoised
+    subexpression that read one is not stored in the memo, so every later evaluation reads it again.
     """
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.memo: dict[str, Any] = {}
+        self.parent: Scope | None = None
+        # how many reads were answered without storing, shared with children (see `observed`)
+        self.observations: list[int] = [0]
 
     @classmethod
     def of(cls, values: Mapping[str, Any] | None) -> Scope:
@@ -253,6 +262,27 @@ class Scope(dict[str, Any]):
 
     def put(self, name: str, value: Any) -> None:
         self[name] = value if isinstance(value, list) and _prepared(value) else as_collection(value)
+
+    def child(self, values: Mapping[str, Any] | None = None) -> Scope:
+        """A scope with more variables that reads the rest from this one (with its own memo)."""
+        scope = Scope()
+        scope.parent = self
+        scope.observations = self.observations
+        for name, value in (values or {}).items():
+            scope.put(name, value)
+        return scope
+
+    def missing(self, name: str) -> list[Any] | None:
+        """The value of a variable this scope does not hold, or None when it is not defined here."""
+        parent = self.parent
+        if parent is None:
+            return None
+        value = parent.get(name)
+        return value if value is not None else parent.missing(name)
+
+    def observed(self) -> None:
+        """Say that a read was answered without storing its value (see the class docstring)."""
+        self.observations[0] += 1
 
 
 def _prepared(values: list[Any]) -> bool:

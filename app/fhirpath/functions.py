@@ -128,15 +128,22 @@ def _value(param: Expr, compile: Compile) -> Fn:
     return run
 
 
+def _reads_index(param: Any) -> bool:
+    """Whether a criterion reads `$index` (its own, not a nested iteration's): set per item only then."""
+    return "index" in getattr(param, "free", ("index",))
+
+
 def _f_where(params: list[Any], compile: Compile) -> Fn:
     body = compile(params[0])
+    indexed = _reads_index(params[0])
 
     def fn(ctx: Ctx, focus: list[Any]) -> list[Any]:
         saved_this, saved_index = ctx.this, ctx.index
         out = []
         for i, item in enumerate(focus):
             this = ctx.this = [item]
-            ctx.index = [i]
+            if indexed:
+                ctx.index = [i]
             result = body(ctx, this)
             if result:
                 if len(result) > 1:
@@ -156,13 +163,15 @@ def _f_where(params: list[Any], compile: Compile) -> Fn:
 
 def _f_select(params: list[Any], compile: Compile) -> Fn:
     body = compile(params[0])
+    indexed = _reads_index(params[0])
 
     def fn(ctx: Ctx, focus: list[Any]) -> list[Any]:
         saved_this, saved_index = ctx.this, ctx.index
         out: list[Any] = []
         for i, item in enumerate(focus):
             this = ctx.this = [item]
-            ctx.index = [i]
+            if indexed:
+                ctx.index = [i]
             out.extend(body(ctx, this))
         ctx.this, ctx.index = saved_this, saved_index
         return out

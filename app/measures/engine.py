@@ -278,7 +278,7 @@ class MeasureEvaluator:
     """Evaluates a set of compiled Measures for one period over patients' records, one patient at a time."""
 
     def __init__(self, kb: Any, measures: list[CompiledMeasure], period: Period, *, variant: str | None = None,
-                 as_of: date | None = None, practitioner: str | None = None):
+                 as_of: date | None = None, practitioner: str | None = None, eager_features: bool = False):
         if period.end < period.start:
             raise FHIRError("invalid", "periodEnd is before periodStart", "Parameters.parameter('periodEnd')")
         self.kb = kb
@@ -303,23 +303,25 @@ class MeasureEvaluator:
             for g in m.groups:
                 placing |= set(g.populations["initial-population"].variables)
                 placing |= {v for _, _, c in g.stratifiers if c is not None for v in c.variables}
-        self.only = needed_features(library, wanted)  # every feature some patient may need
-        # Evaluated in two steps: first what places a patient (index dates, residence, initial populations,
-        # strata), then, for the Measures whose initial population holds, what their other criteria read.
+        # every feature some patient may need; each is computed only when a criterion reads it (`evaluate`)
+        self.only = frozenset(needed_features(library, wanted | placing))
+        # what places a patient (index dates, residence, initial populations, strata): read for every patient
         self.placing = needed_features(library, placing)
-        self.needs = {m.id: needed_features(library, m.features) for m in measures}
+        self.eager_features = eager_features
+        self.features_evaluated = 0  # case features computed, over every patient evaluated
         self.tally = IssueTally()
         self.skipped_unplaced = 0  # patients whose residence places them in no variant (variant reports)
 
     def _truth(self, fv: Any, compiled: CompiledExpression, label: str, *, report: bool = True) -> bool | None:
-        if fv.missing_inputs(compiled):
+        traced = fv.trace(compiled)
+        if traced.failed:  # read a case feature that failed: unknown, never negative
             return None
-        try:
-            values = to_json(fv.evaluate(compiled))
-        except Exception as exc:  # noqa: BLE001 — a criterion that fails is unknown and reported, never negative
+        if traced.error is not None:  # a criterion that fails is unknown and reported, never negative
             if report:
-                self.tally.add("error", f"{label}: {compiled.text} could not be evaluated ({type(exc).__name__})")
+                self.tally.add("error", f"{label}: {compiled.text} could not be evaluated "
+                                        f"({type(traced.error).__name__})")
             return None
+        values = to_json(traced.value)
         if not values:
             return None
         if len(values) == 1 and isinstance(values[0], bool):
@@ -329,14 +331,40 @@ class MeasureEvaluator:
         return None
 
     def _value(self, fv: Any, compiled: CompiledExpression, label: str) -> Any:
-        if fv.missing_inputs(compiled):
+        traced = fv.trace(compiled)
+        if traced.failed:
             return None
-        try:
-            values = to_json(fv.evaluate(compiled))
-        except Exception as exc:  # noqa: BLE001
-            self.tally.add("error", f"{label}: {compiled.text} could not be evaluated ({type(exc).__name__})")
+        if traced.error is not None:
+            self.tally.add("error", f"{label}: {compiled.text} could not be evaluated ({type(traced.error).__name__})")
             return None
+        values = to_json(traced.value)
         return values[0] if len(values) == 1 else None
+
+    def _populations(self, fv: Any, scoring: str, g: CompiledGroup, label: str) -> dict[str, bool | None]:
+        """The criteria after the initial population, each only when the ones before it leave the patient
+        where it matters (FHIR Measure population semantics, as `Tally.add` counts them): a numerator is
+        not evaluated for a patient outside the denominator, so neither are the features only it reads."""
+        criteria = g.populations
+        pops: dict[str, bool | None] = {}
+
+        def truth(code: str, absent: bool | None = None) -> bool | None:
+            if code not in criteria:
+                return absent
+            pops[code] = self._truth(fv, criteria[code], label)
+            return pops[code]
+
+        if scoring == "continuous-variable":
+            if truth("measure-population", True):
+                truth("measure-population-exclusion")
+        elif scoring in ("proportion", "ratio"):
+            if not truth("denominator", True) or truth("denominator-exclusion"):
+                return pops
+            numerator = truth("numerator")
+            if numerator:
+                truth("numerator-exclusion")
+            else:
+                truth("denominator-exception")
+        return pops
 
     def _tally_feature_issues(self, fv: FeatureValues) -> None:
         for issue in fv.issues:
@@ -354,14 +382,16 @@ class MeasureEvaluator:
                 (ref.get("reference") or "").endswith(self.practitioner)
                 for ref in patient.get("generalPractitioner") or []):
             return {}
+        # one context per patient for every Measure; each case feature computed when a criterion first reads it
         context = patient_context(resources, subject=patient, today=self.as_of, terminology=self.kb.terminology)
-        fv = evaluate_features(self.kb, self.library, context, only=self.placing)
+        fv = evaluate_features(self.kb, self.library, context, only=self.only, lazy=not self.eager_features)
         residence = fv.value(RESIDENCE_FEATURE)
         placed = residence_variant(residence[0] if residence else None, self.variants)
         if self.variant is not None and (placed is None or not self.variant.covers(placed.code)):
             if placed is None:
                 self.skipped_unplaced += 1
             self._tally_feature_issues(fv)
+            self.features_evaluated += fv.evaluated_count
             return {}
         chosen: list[tuple[CompiledMeasure, str]] = []
         for m in self.measures:
@@ -371,13 +401,6 @@ class MeasureEvaluator:
             index_date = index[0] if index and isinstance(index[0], str) else None
             if self.period.contains(index_date):
                 chosen.append((m, index_date))  # type: ignore[arg-type]
-        more: set[str] = set()
-        for m, _ in chosen:
-            if any(self._truth(fv, g.populations["initial-population"], "", report=False) for g in m.groups):
-                more |= self.needs[m.id]
-        if more - fv.raw.keys():
-            fv = evaluate_features(self.kb, self.library, context, only=more | self.placing, earlier=fv)
-        self._tally_feature_issues(fv)
         out: dict[str, SubjectResult] = {}
         refs = [f"{r['resourceType']}/{r.get('id', '')}" for r in resources]
         for m, index_date in chosen:
@@ -386,12 +409,11 @@ class MeasureEvaluator:
             for g in m.groups:
                 initial = self._truth(fv, g.populations["initial-population"], label)
                 pops: dict[str, bool | None] = {"initial-population": initial}
-                if initial:  # the other criteria only for the initial population (their features were evaluated)
-                    for code, compiled in g.populations.items():
-                        if code != "initial-population":
-                            pops[code] = self._truth(fv, compiled, label)
+                if initial:
+                    pops.update(self._populations(fv, m.scoring, g, label))
                 obs = None
-                if g.observation is not None and pops.get("measure-population"):
+                if (g.observation is not None and pops.get("measure-population")
+                        and not pops.get("measure-population-exclusion")):
                     value = self._value(fv, g.observation, label)
                     obs = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
                 strata = {}
@@ -404,6 +426,8 @@ class MeasureEvaluator:
                 groups[g.id] = GroupResult(pops, obs, strata)
             out[m.id] = SubjectResult(str(patient.get("id")), placed.name if placed else None, index_date,
                                       groups, refs)
+        self._tally_feature_issues(fv)  # after every criterion: the features are computed as they are read
+        self.features_evaluated += fv.evaluated_count
         return out
 
 
@@ -661,11 +685,15 @@ def measures_for_variant(kb: Any, variant: str) -> list[dict[str, Any]]:
 
 def evaluate_measures(kb: Any, measures: Sequence[Mapping[str, Any]], records: Iterable[list[dict[str, Any]]],
                       period: Period, *, variant: str | None = None, as_of: date | None = None,
-                      practitioner: str | None = None, keep_members: bool = False
+                      practitioner: str | None = None, keep_members: bool = False, eager_features: bool = False
                       ) -> tuple[MeasureEvaluator, list[MeasureAccumulator]]:
-    """Evaluate every Measure over every record (an iterable of per-patient resource lists), in one pass."""
+    """Evaluate every Measure over every record (an iterable of per-patient resource lists), in one pass.
+
+    `eager_features`: compute every case feature a Measure may read for each patient up front (the same
+    counts; the baseline the benchmark compares the on-demand evaluation with)."""
     compiled = [compile_measure(m) for m in measures]
-    evaluator = MeasureEvaluator(kb, compiled, period, variant=variant, as_of=as_of, practitioner=practitioner)
+    evaluator = MeasureEvaluator(kb, compiled, period, variant=variant, as_of=as_of, practitioner=practitioner,
+                                 eager_features=eager_features)
     accs = {m.id: MeasureAccumulator(m, keep_members=keep_members) for m in compiled}
     for record in records:
         for mid, result in evaluator.evaluate(record).items():

@@ -35,8 +35,9 @@ an artifact that fail, and raises FHIRError only for requests that cannot be ser
     apply_activity_definition(kb, activity_definition, *, subject, record=(), encounter=None,
                               practitioner=None, today=None, draft_orders=(), selections=(), context=None)
         -> (request resource dict, list[Issue])
-    evaluate_features(kb, library, context, *, only=None, fail=()) -> FeatureValues
-        # .values(), .issues, .timings_ms, .failures (feature -> FeatureFailure), .failed
+    evaluate_features(kb, library, context, *, only=None, fail=(), lazy=False) -> FeatureValues
+        # .values(), .issues, .timings_ms, .failures (feature -> FeatureFailure), .failed, .evaluated_count;
+        # .trace(expression) -> value, error, failed features read; lazy=True: computed on first read
     patient_context(record, *, subject=None, today=None, draft_orders=(), selections=(),
                     terminology=None, encounter=None, practitioner=None, fail_features=(),
                     unknown_features=()) -> PatientContext

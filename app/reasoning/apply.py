@@ -297,13 +297,14 @@ class _Run:
         context: PatientContext,
         trigger: str | None,
         practitioner: Any,
-        needed: set[str] | None = None,
+        needed: frozenset[str] | None = None,
+        eager_features: bool = False,
     ):
         self.kb = kb
         self.context = context
         self.trigger = trigger
         self.practitioner = reference_to(practitioner, "Practitioner") if practitioner else None
-        self.walk = PlanWalk(kb, context, trigger=trigger, only=needed)
+        self.walk = PlanWalk(kb, context, trigger=trigger, only=needed, lazy=not eager_features)
         self.issues = self.walk.issues
         self.skipped = self.walk.skipped
         self.contained: list[dict[str, Any]] = []
@@ -856,6 +857,7 @@ def apply_plan_definition(
     selections: Sequence[Any] = (),
     context: PatientContext | None = None,
     fail_features: Iterable[str] = (),
+    eager_features: bool = False,
 ) -> tuple[dict[str, Any], list[Issue]]:
     """PlanDefinition/$apply: (CarePlan with the RequestGroup and requests contained, issues).
 
@@ -867,12 +869,15 @@ def apply_plan_definition(
     raised; added to the context's own `fail_features`. Every rule whose condition reads a failed
     feature, directly or not, then comes back as a "could not be evaluated" action
     (docs/fail-safe.md).
+
+    Case features are computed when a rule first reads them; `eager_features` computes every feature
+    the hook's rules may read up front instead (the same result: the baseline the benchmark compares with).
     """
     plan = _plan_artifact(kb, plan_definition, "PlanDefinition")
     context = _apply_context(kb, context, record, fail_features, subject=subject, today=today,
                              draft_orders=draft_orders, selections=selections, encounter=encounter,
                              practitioner=practitioner)
-    run = _Run(kb, context, trigger, practitioner, set(features_read(kb, plan, trigger)))
+    run = _Run(kb, context, trigger, practitioner, features_read(kb, plan, trigger), eager_features)
     library = kb.library_for(plan.resource)
     if library is None and plan.resource.get("library"):
         run.issues.append(

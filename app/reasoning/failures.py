@@ -38,7 +38,7 @@ class FeatureFailure:
     """One case feature that could not be evaluated.
 
     `cause` is None for a feature whose own expression raised; for a feature that read a failed one
-    it names that feature (the first, in declaration order). `reason` never holds patient data.
+    it names that feature (the first it read, in declaration order). `reason` never holds patient data.
     """
 
     library: str  # e.g. "Library/lbp-case-features"

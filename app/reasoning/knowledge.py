@@ -32,7 +32,7 @@ _PATH_SEGMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[\d+\])*$")
 
 @dataclass(frozen=True)
 class Feature:
-    """One case feature of a Library: evaluated in declaration order, later ones reading earlier as %name."""
+    """One case feature of a Library: computed when first read, reading only features declared before it as %name."""
 
     name: str
     expression: CompiledExpression

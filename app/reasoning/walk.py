@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import FHIRError, Issue
-from app.fhirpath import FHIRPATH, CompiledExpression, Scope, compile_expression, singleton_boolean
+from app.fhirpath import FHIRPATH, CompiledExpression, compile_expression, singleton_boolean
 from app.reasoning.failures import reason_of
 from app.reasoning.features import FeatureValues, PatientContext, evaluate_features
 from app.reasoning.knowledge import Artifact, KnowledgeBase
@@ -163,12 +163,13 @@ def _decided_false(
             part = compile_expression(text, artifact=plan.label, path=f"{where}#and{k}")
         except FHIRError:
             return False
-        if features.missing_inputs(part):
+        traced = features.trace(part)
+        if traced.failed or traced.error is not None:  # an operand that raises decides nothing
             continue
         try:
-            if singleton_boolean(features.evaluate(part)) is False:
+            if singleton_boolean(traced.value) is False:
                 return True
-        except Exception:  # an operand that raises decides nothing
+        except Exception:  # not one boolean: decides nothing
             continue
     return False
 
@@ -196,9 +197,10 @@ def evaluate_conditions(
         if compiled is None:  # did not compile: refused at load, so only a caller-supplied artifact
             undecided.append(Verdict(Outcome.NOT_EVALUATED, problem="condition did not compile", where=where))
             continue
-        failed = tuple(features.missing_inputs(compiled))
+        traced = features.trace(compiled)
+        failed = tuple(sorted(traced.failed))  # the failed features it actually read
         try:
-            value = singleton_boolean(features.evaluate(compiled))
+            value = singleton_boolean(traced.result())
         except Exception as exc:  # a condition that raises is not evaluated, never "false"
             undecided.append(
                 Verdict(Outcome.NOT_EVALUATED, failed, problem=f"condition failed ({reason_of(exc)})", where=where)
@@ -240,7 +242,8 @@ def evaluate_conditions(
 class PlanWalk:
     """One walk over a PlanDefinition for one patient context: the case features per Library, the steps, issues.
 
-    `only`: the case features to evaluate (with what they depend on); None evaluates every feature.
+    `only`: the case features that may be read (with what they depend on); None: every feature. Each is
+    computed when a condition or dynamicValue first reads it (`lazy`), or all of them up front.
     """
 
     def __init__(
@@ -249,12 +252,14 @@ class PlanWalk:
         context: PatientContext,
         *,
         trigger: str | None = None,
-        only: set[str] | None = None,
+        only: frozenset[str] | set[str] | None = None,
+        lazy: bool = True,
     ):
         self.kb = kb
         self.context = context
         self.trigger = trigger
         self.only = only
+        self.lazy = lazy
         self.features: dict[str, FeatureValues] = {}
         self.issues: list[Issue] = []
         self.skipped: list[str] = []  # texts of the parts left out because of errors
@@ -265,23 +270,15 @@ class PlanWalk:
         if library is None:
             return None
         if library.label not in self.features:
-            values = evaluate_features(self.kb, library, self.context, only=self.only)
-            self.issues.extend(values.issues)
+            values = evaluate_features(self.kb, library, self.context, only=self.only, lazy=self.lazy)
+            values.issues_to(self.issues)  # a feature's issue arrives when a rule first reads it
             self.features[library.label] = values
         return self.features[library.label]
 
     def no_features(self) -> FeatureValues:
         """What an expression of an artifact without a Library sees: the patient context only."""
         if self._bare is None:
-            self._bare = FeatureValues(
-                library=None,  # type: ignore[arg-type]
-                context=self.context,
-                raw={},
-                issues=[],
-                timings_ms={},
-                failed=set(),
-                scope=Scope.of(self.context.variables()),
-            )
+            self._bare = FeatureValues.bare(self.context)
         return self._bare
 
     def skip(self, text: str, path: str, expression: str | None, severity: str = "error") -> None:

@@ -105,3 +105,58 @@ def unknown_library(feature: str) -> dict:
             value["expression"] = "{}"
             return library
     raise AssertionError(f"feature {feature} not found")
+
+
+class _Poisoned(Exception):
+    """Raised when an expression reads a feature it must not depend on."""
+
+
+def reads_when_failing(kb, record: list[dict], hook: str, drafts: list[dict], feature: str,
+                       conditions: tuple[str, ...]) -> bool:
+    """Whether the applicability conditions of a rule action (the enclosing actions' first) read `feature`, or a
+    feature whose own evaluation read it, when evaluated in order on this record — found without the engine's own
+    read tracking: the feature is a variable that raises when read, every feature is evaluated in declaration
+    order over the others' values (one that raises because of it raises whenever read too), and the conditions are
+    evaluated until one is false. An action whose conditions complete without raising gets a value that does not
+    depend on the feature in any way (docs/fail-safe.md: "depended on" means "read")."""
+    from app.fhirpath import Scope, compile_expression, evaluate, singleton_boolean
+    from app.reasoning.features import patient_context
+    from tests.proof.model import LIBRARY
+    from tests.proof.records import TODAY
+
+    poisoned = {feature}
+
+    class PoisonScope(Scope):
+        def missing(self, name: str):
+            if name in poisoned:
+                raise _Poisoned(name)
+            return super().missing(name)
+
+    patient = next((r for r in record if r.get("resourceType") == "Patient" and r.get("id")), None)
+    context = patient_context(record, subject=patient, today=TODAY, draft_orders=list(drafts),
+                              selections=list(drafts) if hook == "order-sign" else [], terminology=kb.terminology)
+    scope = PoisonScope()
+    for name, value in context.variables().items():
+        scope.put(name, value)
+    for item in kb.artifact(LIBRARY, "Library").features:
+        if item.name in poisoned:
+            continue
+        try:
+            scope[item.name] = evaluate(item.expression, context.focus, scope, context.env)
+        except _Poisoned:
+            poisoned.add(item.name)
+        except Exception:  # noqa: BLE001 — a feature that fails by itself is unknown, as in the engine
+            scope[item.name] = []
+    for text in conditions:
+        try:
+            value = evaluate(compile_expression(text), context.focus, scope, context.env)
+        except _Poisoned:
+            return True
+        except Exception:  # noqa: BLE001 — a condition that raises is reported whatever it read
+            return True
+        try:
+            if singleton_boolean(value) is False:
+                return False  # the rule is not reached: nothing below this condition is evaluated
+        except Exception:  # noqa: BLE001
+            return True
+    return False

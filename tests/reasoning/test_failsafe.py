@@ -58,10 +58,19 @@ def test_a_feature_forced_to_fail_is_unknown_marked_and_its_dependants_too(kb):
     assert values.value("redFlagRf4") == []
     failure = values.failures["redFlagRf4"]
     assert failure.raised and "fault injection" in failure.reason
-    assert values.failures["redFlagAny"].cause == "redFlagRf4"  # read it: marked, evaluated on the unknown
-    assert [f.feature for f in values.failures_behind(["redFlagAny"])] == ["redFlagRf4"]
+    # redFlagAny is `%redFlagRf1 = true or … %redFlagRf4 = true …`: RF1 holds on this patient, so the `or`
+    # is true without reading RF4, and what it never read cannot make it unknown (docs/fail-safe.md)
+    assert values.value("redFlagRf1") == [True] and values.value("redFlagAny") == [True]
+    assert "redFlagAny" not in values.failed
     errors = [i for i in values.issues if i.severity == "error"]
     assert len(errors) == 1 and errors[0].expression == [failure.path]
+    # without RF1 the `or` reads RF4: marked, and evaluated on the unknown
+    patient, record = reference(next(p for p in REFERENCE if p.name == "high-risk.json"))
+    context = patient_context(record, subject=patient, today=TODAY, terminology=kb.terminology)
+    values = evaluate_features(kb, LIBRARY, context, fail=["redFlagRf4"])
+    assert values.value("redFlagRf1") == [False]
+    assert values.failures["redFlagAny"].cause == "redFlagRf4"
+    assert [f.feature for f in values.failures_behind(["redFlagAny"])] == ["redFlagRf4"]
 
 
 def test_the_failure_reason_keeps_no_value_from_the_record(kb):
