@@ -135,14 +135,37 @@ def start_session():
         return render_template("clinician_session.html", ui=texts("ui", lang), clin=clin, lang=lang,
                                title=clin["session_title"], next=request.form.get("next", ""),
                                error=clin["session_invalid"], started=False), 401
+    named = (request.form.get("practitioner") or "").strip()
+    practitioner = practitioner_reference(named) if named else None
+    if named and practitioner is None:
+        return render_template("clinician_session.html", ui=texts("ui", lang), clin=clin, lang=lang,
+                               title=clin["session_title"], next=request.form.get("next", ""),
+                               error=clin["practitioner_unknown"].format(value=named), started=False), 400
     target = request.form.get("next") or ""
     response = redirect(_safe_next(target) if target else url_for("web.clinician_session", started=1, lang=lang),
                         303)
-    secret = sessions.start(current_app.extensions["lbp"].store, principal)
+    secret = sessions.start(current_app.extensions["lbp"].store, principal, practitioner)
     hours = float(current_app.config.get("CLINICIAN_SESSION_HOURS", sessions.SESSION_HOURS))
     response.set_cookie(COOKIE, secret, max_age=int(hours * 3600), httponly=True,
                         samesite="Strict", secure=request.is_secure, path="/")
     return response
+
+
+def practitioner_reference(value: str) -> str | None:
+    """`Practitioner/<id>` for a Practitioner in the record named as `Practitioner/<id>` or `<id>`; else None."""
+    res_id = value.removeprefix("Practitioner/")
+    if not res_id or "/" in res_id:
+        return None
+    stored = current_app.extensions["lbp"].store.read("Practitioner", res_id)
+    if stored is None or stored.deleted:
+        return None
+    return f"Practitioner/{res_id}"
+
+
+def session_practitioner() -> str | None:
+    """The Practitioner the browser's clinician session was opened for, if one was named."""
+    secret = request.cookies.get(COOKIE)
+    return sessions.practitioner(current_app.extensions["lbp"].store, secret) if secret else None
 
 
 @bp.post("/clinician/session/end")
