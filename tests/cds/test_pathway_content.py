@@ -283,7 +283,10 @@ def test_clinician_forms_are_linked_to_the_clinician_context_with_their_title(cd
     links = [link for c in found for link in c.get("links", [])]
     template = [link for link in links if "Remiss till ortopedisk klinik" in link["label"]]
     assert template and all("/q/" not in link["url"] for link in template), links
-    assert all(link["label"].startswith("Fylls i av behandlaren") for link in template)
+    # the link opens the clinician's fill-in page and is named by the form's title, in the variant's language
+    assert all(link["label"] == "Remiss till ortopedisk klinik vid ländryggsbesvär" and link["type"] == "absolute"
+               and link["url"].endswith("/patients/rc1-link/forms/orthopaedic-referral?variant=skane")
+               for link in template), template
 
 
 # ------------------------------------------------------------------ BF1: blue flags are read
