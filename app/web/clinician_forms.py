@@ -38,7 +38,7 @@ from .clinician import (
     session_practitioner,
 )
 from .forms import Values, build_form, parse_form
-from .i18n import choose_language, page_language, questionnaire_speaks, texts
+from .i18n import choose_language, page_language, questionnaire_speaks, requested_language, texts
 from .patient import _field_errors, _range_errors, clinician_form, load_questionnaire
 
 IDENTIFIER_SYSTEM = "urn:lbp-pathway:clinician-form"
@@ -62,13 +62,14 @@ def _authorise(*, write: bool) -> Scopes | None:
         return None
     scopes = Scopes(principal.scope)
     if write and not scopes.allows("QuestionnaireResponse", "c"):
-        raise NotAuthorized(403, "The access token's scopes do not allow creating QuestionnaireResponse")
+        raise NotAuthorized(403, "The access token's scopes do not allow creating QuestionnaireResponse",
+                            "scope_create", type="QuestionnaireResponse")
     return scopes
 
 
 def _language(questionnaire: dict[str, Any], variant: str) -> str:
     """One language for the page: the reader's if the form carries it for every text, else the variant's."""
-    wanted = choose_language(request.values.get("lang"))
+    wanted = requested_language(request.values.get("lang"))
     return page_language(wanted, variants()[variant].language,
                          lambda lang: questionnaire_speaks(questionnaire, lang),
                          fallback=questionnaire.get("language"))

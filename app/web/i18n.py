@@ -36,7 +36,19 @@ def choose_language(*preferred: str | None, variant: str | None = None) -> str:
     return known.language if known is not None else "en"
 
 
-def page_language(wanted: str, variant_language: str, speaks: Callable[[str], bool],
+def requested_language(*preferred: str | None) -> str | None:
+    """The reader's language: the first supported explicit choice, else the browser's Accept-Language; None if
+    neither names one (the page then speaks the variant's language)."""
+    for lang in preferred:
+        if lang in LANGUAGES:
+            return lang
+    try:
+        return request.accept_languages.best_match(LANGUAGES)
+    except RuntimeError:
+        return None
+
+
+def page_language(wanted: str | None, variant_language: str, speaks: Callable[[str], bool],
                   fallback: str | None = None) -> str:
     """One language per page: the reader's when the artifacts shown carry it for every text, else the variant's
     (else `fallback`, the artifacts' own language, when they do not carry the variant's either)."""
@@ -85,4 +97,5 @@ def _base(tag: str | None) -> str:
     return (tag or "").split("-", 1)[0].lower()
 
 
-__all__ = ["choose_language", "page_language", "questionnaire_speaks", "speaks", "texts", "translated"]
+__all__ = ["choose_language", "page_language", "questionnaire_speaks", "requested_language", "speaks", "texts",
+           "translated"]
