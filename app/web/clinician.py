@@ -361,6 +361,7 @@ def pathway_view(patient_id: str, variant: str, lang: str) -> dict[str, Any] | N
         "missing": status.get("missing", []),
         "collect": collect,
         "others": _other_questionnaires(kb, {c["id"] for c in collect}, lang),
+        "clinician_forms": _clinician_forms(kb, lang),
         **chart,
         "issues": status.get("issues", []),
         "today": status.get("date"),
@@ -606,6 +607,15 @@ def _other_questionnaires(kb: Any, offered: set[str], lang: str) -> list[dict[st
         if questionnaire is not None and qid not in offered:
             others.append({"id": qid, "title": translated(questionnaire, "title", lang, questionnaire.get("language"))})
     return others
+
+
+def _clinician_forms(kb: Any, lang: str) -> list[dict[str, Any]]:
+    """The forms the clinician fills in (Questionnaires marked filled-by clinician), for the fill-in page."""
+    from .patient import clinician_form
+
+    forms = [{"id": q.get("id"), "title": translated(q, "title", lang, q.get("language")) or q.get("id")}
+             for q in kb.resources("Questionnaire") if clinician_form(q)]
+    return sorted(forms, key=lambda f: f["title"] or "")
 
 
 def _progress_chart(kb: Any, record: list[dict[str, Any]], lang: str) -> dict[str, Any]:

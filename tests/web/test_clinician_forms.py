@@ -189,3 +189,12 @@ def test_patient_links_still_refuse_clinician_forms(web_app, web, patient_id, qi
     path = make_link(web_app, patient_id, [qid], lang="sv")
     assert web.get(f"{path}/{qid}").status_code == 404
     assert web.post(f"{path}/{qid}", data=default_answers(questionnaire(qid))).status_code == 404
+
+
+def test_the_pathway_page_links_the_clinicians_forms(web, tokens, patient_id):
+    html = web.get(f"/patients/{patient_id}/pathway?variant=skane&lang=sv", headers=_bearer(tokens["clinician"])
+                   ).get_data(as_text=True)
+    forms = re.search(r'id="clinician-forms">(.*?)</section>', html, re.S).group(1)
+    assert (f'href="/patients/{patient_id}/forms/orthopaedic-referral?variant=skane&amp;lang=sv">'
+            "Remiss till ortopedisk klinik vid ländryggsbesvär</a>") in forms
+    assert len(re.findall(r"<li>", forms)) == len(CLINICIAN_FORMS)
