@@ -759,6 +759,13 @@ def create_link(patient_id: str):
     unknown = [q for q in chosen if kb.get("Questionnaire", q) is None]
     if unknown:
         return _render_pathway(patient_id, link_error=", ".join(unknown))
+    from .patient import clinician_form
+
+    # the clinician's own forms are filled in on their page, never sent to the patient
+    theirs = [q for q in chosen if clinician_form(kb.get("Questionnaire", q))]
+    if theirs:
+        return _render_pathway(patient_id, link_error=texts("clinician", page_lang(variant))["link_clinician_form"]
+                               .format(forms=", ".join(theirs)))
     start = request.form.get("start") or None
     url = patient_link(patient_id, chosen, lang=lang, variant=variant, start=start)
     return _render_pathway(patient_id, link=url)

@@ -127,7 +127,8 @@ def _audit(interaction: str, action: str, resource_type: str, patient_id: str) -
 
 def _page(questionnaire: dict[str, Any], qid: str, patient: dict[str, Any], variant: str, lang: str, *,
           values: Values, errors: dict[str, str], submission: str, practitioner: str | None,
-          requests_open: list[dict[str, Any]], chosen: str | None, status: int = 200, prefilled: int = 0):
+          requests_open: list[dict[str, Any]], chosen: str | None, status: int = 200, prefilled: int = 0,
+          read_only: bool = False):
     ui = texts("ui", lang)
     clin = texts("clinician", lang)
     form = build_form(questionnaire, lang)
@@ -139,7 +140,7 @@ def _page(questionnaire: dict[str, Any], qid: str, patient: dict[str, Any], vari
         submit_label=clin["form_save"], who=_who(patient, None, lang), patient_id=patient["id"],
         variant=variant, submission=submission, practitioner=_practitioner(practitioner),
         request_type=supported_request_type(questionnaire), requests_open=requests_open,
-        chosen=chosen, prefilled=prefilled, hide_languages=False,
+        chosen=chosen, prefilled=prefilled, hide_languages=False, read_only=read_only,
     ), status
 
 
@@ -165,7 +166,7 @@ def clinician_form_page(patient_id: str, questionnaire_id: str):
     """The form, pre-filled from the record, for the clinician to check, complete and save."""
     _audit("read", "R", "Patient", patient_id)
     try:
-        _authorise(write=False)
+        scopes = _authorise(write=False)
         variant = _variant()
     except NotAuthorized as err:
         return _refuse(err)
@@ -192,7 +193,8 @@ def clinician_form_page(patient_id: str, questionnaire_id: str):
         chosen = open_requests[0]["reference"] if len(open_requests) == 1 else None
     return _page(questionnaire, questionnaire_id, patient, variant, lang, values=values, errors={},
                  submission=uuid.uuid4().hex, practitioner=session_practitioner(), requests_open=open_requests,
-                 chosen=chosen, prefilled=len(values.raw))
+                 chosen=chosen, prefilled=len(values.raw),
+                 read_only=scopes is not None and not scopes.allows("QuestionnaireResponse", "c"))
 
 
 @bp.post("/patients/<patient_id>/forms/<questionnaire_id>")

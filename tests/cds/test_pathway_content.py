@@ -289,6 +289,15 @@ def test_clinician_forms_are_linked_to_the_clinician_context_with_their_title(cd
                for link in template), template
 
 
+def test_a_danish_card_links_the_standardised_referral_to_the_clinicians_page_in_danish(cds):
+    record = treated("dk-rc1-link", 7, 7, weeks=10).mri_report(60)
+    found = cards(cds, "midtjylland", "order-sign", record, [ORDERS["referral"]("dk-rc1-link")])
+    links = [link for c in found for link in c.get("links", []) if "/forms/" in link["url"]]
+    assert links and all(link["label"] == "Henvisning til ortopædkirurgisk afdeling ved lænderygsmerter"
+                         and link["url"].endswith("/forms/orthopaedic-referral?variant=midtjylland")
+                         for link in links), links
+
+
 # ------------------------------------------------------------------ BF1: blue flags are read
 def test_blue_flags_from_the_intake_give_one_work_card(cds):
     record = intake(Record("bf1", 40).lbp(28).red_flags().screening("low").nrs(5),

@@ -163,8 +163,11 @@ def test_the_session_names_the_practitioner(web_app, tokens, patient_id, practit
 
 def test_saving_needs_create_scope_and_auth(web, tokens, patient_id, practitioner):
     assert web.get(f"/patients/{patient_id}/forms/{REFERRAL}").status_code == 401
+    page = web.get(f"/patients/{patient_id}/forms/{REFERRAL}?lang=en", headers=_bearer(tokens["clinician"]))
+    assert 'id="read-only"' in page.get_data(as_text=True)  # said before the clinician types anything
     r = _save(web, tokens["clinician"], patient_id, REFERRAL, practitioner, extra={"attach": "none"})
     assert r.status_code == 403  # a read-only token opens the form but cannot save it
+    assert "Åtkomsttoken ger inte behörighet att spara QuestionnaireResponse." in r.get_data(as_text=True)
 
 
 def test_a_patient_questionnaire_is_not_a_clinician_form(web, tokens, patient_id):
@@ -198,3 +201,12 @@ def test_the_pathway_page_links_the_clinicians_forms(web, tokens, patient_id):
     assert (f'href="/patients/{patient_id}/forms/orthopaedic-referral?variant=skane&amp;lang=sv">'
             "Remiss till ortopedisk klinik vid ländryggsbesvär</a>") in forms
     assert len(re.findall(r"<li>", forms)) == len(CLINICIAN_FORMS)
+
+
+def test_no_patient_link_is_made_for_a_clinician_form(web_app, web, tokens, patient_id):
+    r = web.post(f"/patients/{patient_id}/pathway/link?lang=en",
+                 data={"questionnaire": ["start-back", REFERRAL], "link_lang": "sv"},
+                 headers=_bearer(tokens["clinician"]))
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200 and 'id="patient-link"' not in html
+    assert f"{REFERRAL} is filled in by the clinician and never sent to the patient" in html
