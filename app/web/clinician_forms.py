@@ -103,14 +103,14 @@ def _open_requests(record: list[dict[str, Any]], res_type: str | None) -> list[d
     """The patient's open requests of the type the form supports, newest first, as the page lists them."""
     if not res_type:
         return []
-    rows = []
+    rows: list[dict[str, Any]] = []
     for r in record:
         if r.get("resourceType") != res_type or r.get("status") not in OPEN_REQUEST:
             continue
         rows.append({"reference": f"{res_type}/{r['id']}", "what": _concept_text(r.get("code")) or r["id"],
                      "status": r.get("status"), "authored": str(r.get("authoredOn") or "")[:10],
                      "attached": [i.get("reference") for i in r.get("supportingInfo") or []]})
-    rows.sort(key=lambda row: row["authored"], reverse=True)
+    rows.sort(key=lambda row: str(row["authored"]), reverse=True)
     return rows
 
 

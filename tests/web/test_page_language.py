@@ -134,3 +134,14 @@ def test_patient_pages_never_show_rule_ids_or_the_digest(web_app, web, patient_i
         assert not found, f"{path}: {found}"
         seen += 1
     assert seen == 3 * 2 * (3 + len(PATIENT_QUESTIONNAIRES) + 1)
+
+
+def test_quotations_in_another_language_are_marked_once(web_app, web, tokens):
+    pid = seed_patient(web_app, tokens["writer"], birth="1950-01-01")  # RF1: the next step quotes Skåne's sentences
+    page = web.get(f"/patients/{pid}/pathway?variant=midtjylland", headers=_bearer(tokens["clinician"])
+                   ).get_data(as_text=True)
+    assert page.count("Citaterne gengives på originalsproget (svensk).") == 1
+    assert '<p lang="sv">Debut före 18 eller efter 55 års ålder</p>' in page.replace("1. ", "")
+    swedish = web.get(f"/patients/{pid}/pathway?variant=se", headers=_bearer(tokens["clinician"])).get_data(
+        as_text=True)
+    assert "originalspråket" not in swedish
