@@ -166,6 +166,11 @@ class Links:
     def pathway(self, patient_id: str) -> str:
         return f"{self.base}/patients/{patient_id}/pathway"
 
+    def clinician_form(self, patient_id: str, canonical: str, variant: str) -> str:
+        """The clinician's fill-in page of a form the clinician fills (referral template, discharge letter …)."""
+        questionnaire_id = canonical.split("|", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        return f"{self.base}/patients/{patient_id}/forms/{questionnaire_id}?variant={variant}"
+
     def questionnaire(self, patient_id: str, canonical: str, language: str, variant: str) -> str | None:
         questionnaire_id = canonical.split("|", 1)[0].rstrip("/").rsplit("/", 1)[-1]
         try:

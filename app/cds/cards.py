@@ -29,6 +29,9 @@ log = logging.getLogger("lbp.cds")
 
 RULES = "https://lbp-pathway.org/fhir/CodeSystem/lbp-rules"
 CITATION_EN = "https://lbp-pathway.org/fhir/StructureDefinition/citation-en"
+CITATION_LANGUAGE = "https://lbp-pathway.org/fhir/StructureDefinition/citation-language"
+# the card's own words (link labels, the note under quotations in another language), in the card's language
+CARD_TEXT = "https://lbp-pathway.org/fhir/CodeSystem/lbp-card-text"
 OVERRIDE_REASON = "https://lbp-pathway.org/fhir/StructureDefinition/override-reason"
 RULES_EXTENSION = "org.lbp-pathway.rules"  # further contributing rule ids (Codings), see docs/cds-hooks.md
 STEP_EXTENSION = "org.lbp-pathway.pathway-step"
@@ -63,7 +66,8 @@ class CardContext:
     missing_fields: Any = None
     # questionnaire canonical -> its title in the card's language (link labels name the form, not its id)
     questionnaire_title: Any = None
-    # (system, code) of an override reason -> its display in the card's language
+    # (system, code) of a concept -> its display in the card's language: override reasons, and the card's own
+    # words (CodeSystem lbp-card-text)
     override_display: Any = None
     # questionnaire canonical -> True when a clinician fills it (referral template, rehabilitation plan …)
     clinician_form: Any = None
@@ -120,6 +124,11 @@ def evaluation_of(action: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"status": status, "failedRules": rules or rule_codes(action), "failedFeatures": features}
 
 
+def words(ctx: CardContext, code: str) -> str | None:
+    """One of the card's own words (CodeSystem lbp-card-text) in the card's language; None when not loaded."""
+    return ctx.override_display(CARD_TEXT, code) if ctx.override_display else None
+
+
 def _summary(value: str) -> str:
     value = " ".join(value.split())
     return value if len(value) <= SUMMARY_MAX else value[: SUMMARY_MAX - 1].rstrip() + "…"
@@ -135,30 +144,35 @@ def _fired(action: Mapping[str, Any], ctx: CardContext) -> str:
     names = [ctx.rule_display[r.strip()] for r in fired.split(",") if r.strip() in ctx.rule_display]
     if not names:
         return ""
-    return f"**{_FIRED_LABEL.get(ctx.language, _FIRED_LABEL['en'])}** " + "; ".join(names)
+    label = words(ctx, "fired-by")
+    return (f"**{label}** " if label else "") + "; ".join(names)
 
 
-def _source_language(display: str) -> str | None:
-    """The language a citation is quoted in, from its source's name (Swedish and Danish documents)."""
-    if "Midtjylland" in display:
-        return "da"
-    if any(k in display for k in ("Skåne", "Konsekvensbeskrivning", "BackUpp")):
-        return "sv"
-    return None
+def citation_language(doc: Mapping[str, Any], primary: str | None) -> str | None:
+    """The language a citation is quoted in: its citation-language extension, else its resource's language."""
+    tagged = next((e.get("valueCode") for e in (doc.get("_citation") or {}).get("extension", []) or []
+                   if e.get("url") == CITATION_LANGUAGE and e.get("valueCode")), None)
+    return tagged or primary
 
 
-def _quote_note(action: Mapping[str, Any], ctx: CardContext) -> str:
-    """Quotes keep their original language and say so; a Danish card resting on a Swedish rule says that too."""
+def _quote_note(action: Mapping[str, Any], ctx: CardContext, primary: str | None) -> str:
+    """Quotes keep their original language and say so; a card resting on a rule from sources in another language
+    says that too (concept rests-on-rule-in-<language>, where the knowledge has words for it)."""
     languages = {lang for d in action.get("documentation", []) or []
-                 if d.get("type") in ("citation", "documentation")
-                 and (lang := _source_language(d.get("display", ""))) is not None}
-    foreign = sorted(lang for lang in languages if lang != ctx.language)
-    if not foreign:
+                 if d.get("type") in ("citation", "documentation") and d.get("citation")
+                 and (lang := citation_language(d, primary)) is not None}
+    foreign = sorted(lang for lang in languages if lang.split("-")[0] != ctx.language)
+    notes = []
+    for lang in foreign:
+        note = words(ctx, "quoted-in")
+        if note:
+            notes.append(note.replace("{language}", words(ctx, f"language-{lang}") or lang))
+    for lang in foreign:
+        rests = words(ctx, f"rests-on-rule-in-{lang}")
+        if rests:
+            notes.append(rests)
+    if not notes:
         return ""
-    notes = [_QUOTE_LABEL.get(ctx.language, _QUOTE_LABEL["en"]).format(
-        language=_LANGUAGE_NAMES.get(ctx.language, _LANGUAGE_NAMES["en"]).get(lang, lang)) for lang in foreign]
-    if ctx.language == "da" and "sv" in foreign:
-        notes.append(_SKANE_RULE_DA)
     return "\n\n" + "\n\n".join(f"*{n}*" for n in notes)
 
 
@@ -181,7 +195,7 @@ def _detail(action: Mapping[str, Any], ctx: CardContext, primary: str | None) ->
         quote = "\n>\n".join("> " + line for line in citation.splitlines() if line.strip())
         detail += f"\n\n{quote}\n>\n> — {doc.get('display', '')}"
     if ">" in detail:
-        detail += _quote_note(action, ctx)
+        detail += _quote_note(action, ctx, primary)
     return detail.strip()
 
 
@@ -269,22 +283,23 @@ def to_card(action: Mapping[str, Any], ctx: CardContext) -> dict[str, Any] | Non
     for canonical in _questionnaires(offered_actions):
         missing = ctx.missing_fields(canonical) if ctx.missing_fields else None
         if missing:
-            label = _MISSING_LABEL.get(ctx.language, _MISSING_LABEL["en"])
-            card["detail"] += f"\n\n**{label}**\n" + "\n".join(f"- {m}" for m in missing)
-        clinician = bool(ctx.clinician_form and ctx.clinician_form(canonical))
-        if clinician:
+            label = words(ctx, "missing-fields")
+            card["detail"] += ("\n\n" + (f"**{label}**\n" if label else "")
+                               + "\n".join(f"- {m}" for m in missing))
+        name = (ctx.questionnaire_title(canonical) if ctx.questionnaire_title else None) \
+            or canonical.rsplit("/", 1)[-1].split("|")[0]
+        if ctx.clinician_form and ctx.clinician_form(canonical):
+            # the clinician's own form (referral template …): its fill-in page, named by the form's title
             url = ctx.clinician_link(canonical) if ctx.clinician_link else None
-            kind = "clinician-form"
+            label = name
         else:
             url = ctx.questionnaire_link(canonical)
-            kind = "questionnaire"
+            prefix = words(ctx, "link-patient-questionnaire")
+            label = f"{prefix}: {name}" if prefix else name
         if url:
-            name = (ctx.questionnaire_title(canonical) if ctx.questionnaire_title else None) \
-                or canonical.rsplit("/", 1)[-1].split("|")[0]
-            links.append({"label": _LINK_LABELS[kind].get(ctx.language, _LINK_LABELS[kind]["en"]) + f": {name}",
-                          "url": url, "type": "absolute"})
+            links.append({"label": label, "url": url, "type": "absolute"})
     if ctx.pathway_link:
-        links.append({"label": _LINK_LABELS["pathway"].get(ctx.language, "Pathway"), "url": ctx.pathway_link,
+        links.append({"label": words(ctx, "link-pathway") or ctx.source_label, "url": ctx.pathway_link,
                       "type": "absolute"})
     if ctx.smart_link:
         links.append(dict(ctx.smart_link))
@@ -305,37 +320,6 @@ def to_card(action: Mapping[str, Any], ctx: CardContext) -> dict[str, Any] | Non
     if extension:
         card["extension"] = extension
     return card
-
-
-_LINK_LABELS = {
-    "questionnaire": {"sv": "Patientens formulär", "da": "Patientens skema", "en": "Patient questionnaire"},
-    "clinician-form": {"sv": "Fylls i av behandlaren", "da": "Udfyldes af behandleren",
-                       "en": "Filled in by the clinician"},
-    "pathway": {"sv": "Vårdförloppet för patienten", "da": "Patientens forløb", "en": "The patient's pathway"},
-}
-
-
-_FIRED_LABEL = {"sv": "Utlöst av:", "da": "Udløst af:", "en": "Fired by:"}
-_QUOTE_LABEL = {
-    "sv": "Citaten återges på originalspråket ({language}).",
-    "da": "Citaterne gengives på originalsproget ({language}).",
-    "en": "Quotations are given in their original language ({language}).",
-}
-_LANGUAGE_NAMES = {
-    "sv": {"sv": "svenska", "da": "danska"},
-    "da": {"sv": "svensk", "da": "dansk"},
-    "en": {"sv": "Swedish", "da": "Danish"},
-}
-_SKANE_RULE_DA = ("Kortet bygger på en regel fra de svenske kilder (Region Skånes vårdprogram eller det nationale "
-                  "vårdförlopp), som Region Midtjyllands forløbsprogram ikke selv fastlægger – en antagelse, der er "
-                  "markeret i artefaktet.")
-
-
-_MISSING_LABEL = {
-    "sv": "Saknas i journalen – fyll i:",
-    "da": "Mangler i journalen – udfyld:",
-    "en": "Not in the record – to fill in:",
-}
 
 
 def missing_items(questionnaire: Mapping[str, Any], response: Mapping[str, Any], language: str) -> list[str]:

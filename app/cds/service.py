@@ -207,7 +207,7 @@ def run(service: Service, body: Mapping[str, Any], caller: Any, links: Any) -> d
         questionnaire_title=lambda canonical: _questionnaire_title(kb, canonical, variant.language),
         override_display=lambda system, code: _concept_display(kb, system, code, variant.language),
         clinician_form=lambda canonical: _clinician_form(kb, canonical),
-        clinician_link=lambda canonical: links.pathway(patient_id),
+        clinician_link=lambda canonical: links.clinician_form(patient_id, canonical, variant_code),
     )
     cards, _ = cards_from(group, ctx)
     evaluation = response_evaluation(cards)

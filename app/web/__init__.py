@@ -40,6 +40,6 @@ def _headers(response):
     return response
 
 
-from . import clinician, patient  # noqa: E402,F401  (routes register on bp)
+from . import clinician, clinician_forms, patient  # noqa: E402,F401  (routes register on bp)
 
 __all__ = ["bp"]

@@ -23,7 +23,7 @@ from app.store import search as engine
 
 from . import bp, sessions
 from .artifacts import clinician_fields, patient_questionnaires, plotted_series
-from .i18n import choose_language, texts, translated
+from .i18n import choose_language, page_language, requested_language, speaks, texts, translated
 
 COOKIE = "lbp_clinician"
 OBSERVATION_SYSTEM = f"{BASE}/CodeSystem/lbp-observation"
@@ -34,10 +34,15 @@ MAX_RECORD = 1000
 
 
 class NotAuthorized(Exception):
-    def __init__(self, status: int, message: str):
+    """A refused page: `message` for the log, `key` (and `args`) the words the page shows (clinician.*.json
+    `refusals`), in the page's language."""
+
+    def __init__(self, status: int, message: str, key: str = "token", **args: str):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.key = key
+        self.args_shown = args
 
 
 def _token_from_request() -> str | None:
@@ -45,7 +50,7 @@ def _token_from_request() -> str | None:
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise NotAuthorized(401, "Authorization must be a Bearer token")
+            raise NotAuthorized(401, "Authorization must be a Bearer token", "bearer")
         return token.strip()
     return None
 
@@ -64,19 +69,20 @@ def authenticate_clinician(read_types: tuple[str, ...] = ("Patient", *RECORD_TYP
         try:
             principal = a.tokens.principal(token)
         except AuthError as err:
-            raise NotAuthorized(401, err.description) from None
+            raise NotAuthorized(401, err.description, "token") from None
     elif cookie:
         found = sessions.principal(current_app.extensions["lbp"].store, cookie, current_app.config)
         if found is None:
-            raise NotAuthorized(401, "The session has ended; sign in again")
+            raise NotAuthorized(401, "The session has ended; sign in again", "session_ended")
         principal = found
     else:
-        raise NotAuthorized(401, "An access token is required")
+        raise NotAuthorized(401, "An access token is required", "token_required")
     g.principal = principal
     scopes = Scopes(principal.scope)
     refused = [t for t in read_types if not scopes.allows(t, "r")]
     if refused:
-        raise NotAuthorized(403, f"The access token's scopes do not allow reading {', '.join(refused)}")
+        raise NotAuthorized(403, f"The access token's scopes do not allow reading {', '.join(refused)}",
+                            "scope_read", types=", ".join(refused))
     return principal
 
 
@@ -88,9 +94,10 @@ def _refuse(err: NotAuthorized):
     lang = _ui_lang()
     ui = texts("ui", lang)
     clin = texts("clinician", lang)
+    message = clin["refusals"][err.key].format(**err.args_shown)
     response = current_app.make_response((
         render_template("clinician_refused.html", ui=ui, clin=clin, lang=lang, title=clin["unauthorized_title"],
-                        message=err.message, status=err.status, next=request.path),
+                        message=message, status=err.status, next=request.path),
         err.status,
     ))
     if err.status == 401:
@@ -135,14 +142,37 @@ def start_session():
         return render_template("clinician_session.html", ui=texts("ui", lang), clin=clin, lang=lang,
                                title=clin["session_title"], next=request.form.get("next", ""),
                                error=clin["session_invalid"], started=False), 401
+    named = (request.form.get("practitioner") or "").strip()
+    practitioner = practitioner_reference(named) if named else None
+    if named and practitioner is None:
+        return render_template("clinician_session.html", ui=texts("ui", lang), clin=clin, lang=lang,
+                               title=clin["session_title"], next=request.form.get("next", ""),
+                               error=clin["practitioner_unknown"].format(value=named), started=False), 400
     target = request.form.get("next") or ""
     response = redirect(_safe_next(target) if target else url_for("web.clinician_session", started=1, lang=lang),
                         303)
-    secret = sessions.start(current_app.extensions["lbp"].store, principal)
+    secret = sessions.start(current_app.extensions["lbp"].store, principal, practitioner)
     hours = float(current_app.config.get("CLINICIAN_SESSION_HOURS", sessions.SESSION_HOURS))
     response.set_cookie(COOKIE, secret, max_age=int(hours * 3600), httponly=True,
                         samesite="Strict", secure=request.is_secure, path="/")
     return response
+
+
+def practitioner_reference(value: str) -> str | None:
+    """`Practitioner/<id>` for a Practitioner in the record named as `Practitioner/<id>` or `<id>`; else None."""
+    res_id = value.removeprefix("Practitioner/")
+    if not res_id or "/" in res_id:
+        return None
+    stored = current_app.extensions["lbp"].store.read("Practitioner", res_id)
+    if stored is None or stored.deleted:
+        return None
+    return f"Practitioner/{res_id}"
+
+
+def session_practitioner() -> str | None:
+    """The Practitioner the browser's clinician session was opened for, if one was named."""
+    secret = request.cookies.get(COOKIE)
+    return sessions.practitioner(current_app.extensions["lbp"].store, secret) if secret else None
 
 
 @bp.post("/clinician/session/end")
@@ -197,7 +227,10 @@ def _rules(action: dict[str, Any]) -> list[str]:
             if c.get("system") == RULES_SYSTEM and c.get("code")]
 
 
-def _citations(action: dict[str, Any]) -> list[dict[str, str]]:
+def _citations(action: dict[str, Any], primary: str | None) -> list[dict[str, str]]:
+    """The action's source sentences, each with its language (citation-language) and its English version."""
+    from app.cds.cards import citation_language
+
     out = []
     for doc in action.get("documentation", []) or []:
         if not doc.get("citation") and not doc.get("display"):
@@ -207,7 +240,8 @@ def _citations(action: dict[str, Any]) -> list[dict[str, str]]:
             if ext.get("url", "").endswith("/citation-en"):
                 english = ext.get("valueString")
         out.append({"label": doc.get("label", ""), "display": doc.get("display", ""),
-                    "citation": doc.get("citation", ""), "english": english or ""})
+                    "citation": doc.get("citation", ""), "english": english or "",
+                    "language": (citation_language(doc, primary) or "").split("-")[0]})
     return out
 
 
@@ -298,33 +332,36 @@ def pathway_view(patient_id: str, variant: str, lang: str) -> dict[str, Any] | N
     step = status.get("step")
     collect = _questionnaires_to_collect(kb, computed, lang)
     chart = _progress_chart(kb, record, lang)
-    clinical_lang = variants()[variant].language
-    next_step = _action_info(actions, step.get("because")) if step else None
-    fired = _fired(kb, status, record, clinical_lang)
+    clinical_lang = variants()[variant].language  # the patient link's language unless the clinician picks one
+    next_step = _action_info(actions, step.get("because"), lang) if step else None
+    fired = _fired(kb, status, record, lang)
     return {
         "who": _who(patient, status.get("date"), lang),
         "fired": fired,
         "next_rules": _next_rules(next_step, fired),
         "next_deadline": _next_deadline(status, next_step),
-        "missing_words": _missing_in_words(kb, plan, status, clinical_lang, lang, actions),
-        "step_display": _step_display(kb, status, clinical_lang),
+        "missing_words": _missing_in_words(kb, plan, status, lang, lang, actions),
+        "step_display": _step_display(kb, status, lang),
+        "pathway_title": translated(plan.resource, "title", lang, plan.resource.get("language")),
         "clinical_lang": clinical_lang,
         "risk_display": _risk_display(kb, status, lang),
         "patient": patient,
         "variant": variant,
         "status": status,
         "next_step": next_step,
-        "recommendations": _recommendations(actions, computed),
+        "recommendations": _recommendations(kb, actions, computed, lang),
         "flags": status.get("flags", []),
         "screening": status.get("screening"),
         "scores": score_history(record, score_codes(kb)),
         "nrs": status.get("nrs") or {},
         **fields,
         "pathway_start": _pathway_start(computed),
-        "deadlines": status.get("deadlines", []),
+        "deadlines": [{**d, "title": _action_title(actions, d.get("action"), lang) or d.get("title")}
+                      for d in status.get("deadlines", [])],
         "missing": status.get("missing", []),
         "collect": collect,
         "others": _other_questionnaires(kb, {c["id"] for c in collect}, lang),
+        "clinician_forms": _clinician_forms(kb, lang),
         **chart,
         "issues": status.get("issues", []),
         "today": status.get("date"),
@@ -480,7 +517,7 @@ def _missing_in_words(kb: Any, plan: Any, status: dict[str, Any], clinical_lang:
         # an action without a title by its rules' names
         decides: list[dict[str, Any]] = []
         for b in m.get("blocks", []):
-            title = ((actions.get(b.get("action") or "") or {}).get("action") or {}).get("title")
+            title = _action_title(actions, b.get("action"), lang)
             codes = list(dict.fromkeys(b.get("rules", [])))
             shown = title or ", ".join(rules.get(r, r) for r in codes[:3])
             if shown and all(d["display"] != shown for d in decides):
@@ -515,27 +552,39 @@ def _case_fields(kb: Any, plan: Any, record: list[dict[str, Any]], patient: dict
     return {field: _first_value(features.get(named.get(tag, ""), [])) for field, tag in CASE_FIELDS.items()}
 
 
-def _action_info(actions: dict[str, dict[str, Any]], action_id: str | None) -> dict[str, Any] | None:
+def _action_title(actions: dict[str, dict[str, Any]], action_id: str | None, lang: str) -> str | None:
+    """An action's title in `lang` (its translation extension), by the action's id."""
+    entry = actions.get(action_id or "")
+    if entry is None:
+        return None
+    return translated(entry["action"], "title", lang, entry["plan"].get("language"))
+
+
+def _action_info(actions: dict[str, dict[str, Any]], action_id: str | None, lang: str) -> dict[str, Any] | None:
     entry = actions.get(action_id or "")
     if entry is None:
         return None
     action = entry["action"]
-    return {"id": action_id, "title": action.get("title"), "priority": action.get("priority"),
-            "rules": _rules(action), "citations": _citations(action),
+    return {"id": action_id, "title": _action_title(actions, action_id, lang), "priority": action.get("priority"),
+            "rules": _rules(action), "citations": _citations(action, entry["plan"].get("language")),
             "plan": entry["plan"].get("title") or entry["plan"].get("id")}
 
 
-def _recommendations(actions: dict[str, dict[str, Any]], status: PathwayStatus) -> list[dict[str, Any]]:
-    """The prioritised actions of every pathway step, each once, with the step it belongs to."""
+def _recommendations(kb: Any, actions: dict[str, dict[str, Any]], status: PathwayStatus,
+                     lang: str) -> list[dict[str, Any]]:
+    """The prioritised actions of every pathway step, each once, with the step it belongs to (in `lang`)."""
+    from app.reasoning.status import CONVENTIONS
+
+    steps = _concepts(kb, CONVENTIONS.step_system, lang)
     recommendations = []
     seen: set[str | None] = set()
     for s in status.steps:
         for a in s.actions:
             if a.priority and a.id not in seen:
                 seen.add(a.id)
-                info = _action_info(actions, a.id) or {"id": a.id, "title": a.title, "rules": list(a.rules),
-                                                       "citations": [], "priority": a.priority}
-                info["step"] = s.display or s.code
+                info = _action_info(actions, a.id, lang) or {"id": a.id, "title": a.title, "rules": list(a.rules),
+                                                             "citations": [], "priority": a.priority}
+                info["step"] = steps.get(str(s.code)) or s.display or s.code
                 recommendations.append(info)
     return recommendations
 
@@ -560,6 +609,15 @@ def _other_questionnaires(kb: Any, offered: set[str], lang: str) -> list[dict[st
     return others
 
 
+def _clinician_forms(kb: Any, lang: str) -> list[dict[str, Any]]:
+    """The forms the clinician fills in (Questionnaires marked filled-by clinician), for the fill-in page."""
+    from .patient import clinician_form
+
+    forms = [{"id": q.get("id"), "title": translated(q, "title", lang, q.get("language")) or q.get("id")}
+             for q in kb.resources("Questionnaire") if clinician_form(q)]
+    return sorted(forms, key=lambda f: f["title"] or "")
+
+
 def _progress_chart(kb: Any, record: list[dict[str, Any]], lang: str) -> dict[str, Any]:
     """The chart of the plotted series (each on its own scale) and the series themselves."""
     clin = texts("clinician", lang)
@@ -578,10 +636,72 @@ def _pathway_start(status: PathwayStatus) -> str | None:
     return min(starts) if starts else None
 
 
+_SPEAKS: dict[tuple[int, str, str], tuple[Any, bool]] = {}
+
+
+def pathway_speaks(kb: Any, pathway: str, lang: str) -> bool:
+    """The variant's artifacts carry `lang` for every text the pathway page can show: the titles of the pathway's
+    actions (through its definitionCanonical rules), the names of its rules, steps, risk groups and flag types,
+    and the titles of the patient's questionnaires. Quotations are shown in their own language, marked."""
+    from app.reasoning.status import CONVENTIONS
+
+    key = (id(kb), pathway, lang)
+    hit = _SPEAKS.get(key)
+    if hit is not None and hit[0] is kb:
+        return hit[1]
+    rules: set[str] = set()
+    seen: set[str] = set()
+    stack = [kb.resolve(pathway, "PlanDefinition")]
+    answer = True
+    while stack and answer:
+        plan = stack.pop()
+        if plan is None or plan.get("url") in seen:
+            continue
+        seen.add(plan.get("url"))
+        if plan.get("url") == pathway:  # the page names the variant's pathway, not the plans it includes
+            answer = speaks(plan, "title", lang, plan.get("language"))
+        actions = list(plan.get("action", []) or [])
+        while actions and answer:
+            action = actions.pop()
+            answer = speaks(action, "title", lang, plan.get("language"))
+            rules.update(_rules(action))
+            if action.get("definitionCanonical"):
+                stack.append(kb.resolve(action["definitionCanonical"], "PlanDefinition"))
+            actions.extend(action.get("action", []) or [])
+    for system, codes in ((CONVENTIONS.rules_system, rules), (CONVENTIONS.step_system, None),
+                          (CONVENTIONS.risk_system, None), (CONVENTIONS.flag_type_system, None)):
+        if not answer:
+            break
+        codesystem = kb.resolve(system, "CodeSystem") or {}
+        if (codesystem.get("language") or "en").split("-")[0] == lang:
+            continue
+        named = {c.get("code") for c in codesystem.get("concept", []) or []
+                 if any((d.get("language") or "").split("-")[0] == lang and d.get("value")
+                        for d in c.get("designation", []) or [])}
+        answer = (codes if codes is not None else {c.get("code") for c in codesystem.get("concept", []) or []}) \
+            <= named
+    for qid in patient_questionnaires(kb) if answer else []:
+        questionnaire = kb.get("Questionnaire", qid) or {}
+        answer = answer and speaks(questionnaire, "title", lang, questionnaire.get("language"))
+    if len(_SPEAKS) > 64:
+        _SPEAKS.clear()
+    _SPEAKS[key] = (kb, answer)
+    return answer
+
+
+def page_lang(variant: str) -> str:
+    """The pathway page's one language: the reader's when the variant's artifacts carry it, else the variant's."""
+    kb = current_app.extensions["lbp"].knowledge.base
+    pathway = variants()[variant].pathway
+    return page_language(requested_language(request.args.get("lang")), variants()[variant].language,
+                         lambda lang: kb is not None and pathway_speaks(kb, pathway, lang))
+
+
 def _variant() -> str:
     variant = request.values.get("variant") or current_app.config.get("DEFAULT_VARIANT") or "se"
     if variant not in variant_codes():
-        raise NotAuthorized(400, f"Unknown variant {variant!r}; use one of {', '.join(variant_codes())}")
+        raise NotAuthorized(400, f"Unknown variant {variant!r}; use one of {', '.join(variant_codes())}", "variant",
+                            variant=variant, choices=", ".join(variant_codes()))
     return variant
 
 
@@ -602,7 +722,7 @@ def _render_pathway(patient_id: str, *, link: str | None = None, link_error: str
         variant = _variant()
     except NotAuthorized as err:
         return _refuse(err)
-    lang = _ui_lang()
+    lang = page_lang(variant)
     clin = texts("clinician", lang)
     view = pathway_view(patient_id, variant, lang)
     if view is None:
@@ -611,6 +731,7 @@ def _render_pathway(patient_id: str, *, link: str | None = None, link_error: str
     return render_template("clinician.html", ui=texts("ui", lang), clin=clin, lang=lang, v=view,
                            variants=variant_codes(), languages=LANGUAGES, title=_page_title(view, clin),
                            link=link, variant_labels={code: v.label for code, v in variants().items()},
+                           variant_languages={code: v.language for code, v in variants().items()},
                            link_error=link_error, patient_id=patient_id, wide=True)
 
 
@@ -638,6 +759,13 @@ def create_link(patient_id: str):
     unknown = [q for q in chosen if kb.get("Questionnaire", q) is None]
     if unknown:
         return _render_pathway(patient_id, link_error=", ".join(unknown))
+    from .patient import clinician_form
+
+    # the clinician's own forms are filled in on their page, never sent to the patient
+    theirs = [q for q in chosen if clinician_form(kb.get("Questionnaire", q))]
+    if theirs:
+        return _render_pathway(patient_id, link_error=texts("clinician", page_lang(variant))["link_clinician_form"]
+                               .format(forms=", ".join(theirs)))
     start = request.form.get("start") or None
     url = patient_link(patient_id, chosen, lang=lang, variant=variant, start=start)
     return _render_pathway(patient_id, link=url)

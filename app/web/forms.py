@@ -191,6 +191,22 @@ class Values:
                 raw[f.link_id] = [v for v in form_data.getlist(f.name) if v.strip() != ""]
         return cls(raw)
 
+    @classmethod
+    def from_response(cls, response: Mapping[str, Any] | None, form: Form) -> Values:
+        """The form values a (pre-filled) QuestionnaireResponse stands for: each answer as the input's string."""
+        raw: dict[str, list[str]] = {}
+        stack = list((response or {}).get("item") or [])
+        while stack:
+            item = stack.pop()
+            stack.extend(item.get("item") or [])
+            field = form.by_link.get(item.get("linkId", ""))
+            for answer in item.get("answer") or []:
+                stack.extend(answer.get("item") or [])
+                text = _answer_text(answer)
+                if field is not None and field.answerable and text is not None:
+                    raw.setdefault(field.link_id, []).append(text)
+        return cls(raw)
+
     def get(self, link_id: str) -> list[str]:
         return self.raw.get(link_id, [])
 
@@ -200,6 +216,20 @@ class Values:
 
     def has(self, link_id: str, value: str) -> bool:
         return value in self.get(link_id)
+
+
+def _answer_text(answer: Mapping[str, Any]) -> str | None:
+    """An answer as the string its input holds (an option by its code, a boolean as true/false)."""
+    for key, value in answer.items():
+        if not key.startswith("value"):
+            continue
+        if key == "valueCoding":
+            return str((value or {}).get("code", "")) or None
+        if key == "valueBoolean":
+            return "true" if value else "false"
+        if isinstance(value, (str, int, float)):
+            return str(value)
+    return None
 
 
 def _number(text: str) -> Decimal | None:

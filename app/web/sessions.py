@@ -34,9 +34,18 @@ clinician_session = Table(
     Column("revoked", Boolean, nullable=False, default=False),
 )
 
+# The Practitioner a clinician named at sign-in: the author of the forms they fill in. A table of its own, so a
+# database made before it existed gains it by create_all (no column added to an existing table).
+session_practitioner = Table(
+    "clinician_session_practitioner",
+    metadata,
+    Column("key", String(64), primary_key=True),  # the session's key
+    Column("practitioner", String(300), nullable=False),  # Practitioner/<id>
+)
+
 
 def create_tables(engine: Any) -> None:
-    metadata.create_all(engine, tables=[clinician_session])
+    metadata.create_all(engine, tables=[clinician_session, session_practitioner])
 
 
 def _key(secret: str) -> str:
@@ -49,15 +58,25 @@ def _limits(config: Any) -> tuple[float, float]:
     return idle, total
 
 
-def start(store: Any, principal: Principal) -> str:
-    """A new session for the principal; returns the cookie's secret."""
+def start(store: Any, principal: Principal, practitioner: str | None = None) -> str:
+    """A new session for the principal (and the Practitioner who signed in, if named); returns the cookie's secret."""
     secret = secrets.token_urlsafe(32)
     now = time.time()
     with store.engine.begin() as conn:
         conn.execute(clinician_session.insert().values(key=_key(secret), client_id=principal.client_id,
                                                        scope=principal.scope, created=now, last_seen=now,
                                                        revoked=False))
+        if practitioner:
+            conn.execute(session_practitioner.insert().values(key=_key(secret), practitioner=practitioner))
     return secret
+
+
+def practitioner(store: Any, secret: str) -> str | None:
+    """The Practitioner reference named when the session began, if any (read after `principal` accepted it)."""
+    with store.engine.connect() as conn:
+        row = conn.execute(select(session_practitioner.c.practitioner)
+                           .where(session_practitioner.c.key == _key(secret))).first()
+    return row.practitioner if row is not None else None
 
 
 def principal(store: Any, secret: str, config: Any) -> Principal | None:

@@ -283,7 +283,19 @@ def test_clinician_forms_are_linked_to_the_clinician_context_with_their_title(cd
     links = [link for c in found for link in c.get("links", [])]
     template = [link for link in links if "Remiss till ortopedisk klinik" in link["label"]]
     assert template and all("/q/" not in link["url"] for link in template), links
-    assert all(link["label"].startswith("Fylls i av behandlaren") for link in template)
+    # the link opens the clinician's fill-in page and is named by the form's title, in the variant's language
+    assert all(link["label"] == "Remiss till ortopedisk klinik vid ländryggsbesvär" and link["type"] == "absolute"
+               and link["url"].endswith("/patients/rc1-link/forms/orthopaedic-referral?variant=skane")
+               for link in template), template
+
+
+def test_a_danish_card_links_the_standardised_referral_to_the_clinicians_page_in_danish(cds):
+    record = treated("dk-rc1-link", 7, 7, weeks=10).mri_report(60)
+    found = cards(cds, "midtjylland", "order-sign", record, [ORDERS["referral"]("dk-rc1-link")])
+    links = [link for c in found for link in c.get("links", []) if "/forms/" in link["url"]]
+    assert links and all(link["label"] == "Henvisning til ortopædkirurgisk afdeling ved lænderygsmerter"
+                         and link["url"].endswith("/forms/orthopaedic-referral?variant=midtjylland")
+                         for link in links), links
 
 
 # ------------------------------------------------------------------ BF1: blue flags are read

@@ -36,7 +36,7 @@ QUESTIONNAIRE_IDS = [
 ]
 # Project CodeSystems this suite owns (the answer sets of the questionnaires and the shared code lists).
 CODESYSTEM_IDS = [
-    "lbp-rules", "lbp-observation", "lbp-risk-category", "lbp-sbt-agreement", "lbp-sbt-bothersomeness",
+    "lbp-rules", "lbp-card-text", "lbp-observation", "lbp-risk-category", "lbp-sbt-agreement", "lbp-sbt-bothersomeness",
     "lbp-ompsq-duration", "lbp-scale-0-10", "lbp-yes-no", "lbp-work-situation", "lbp-work-factor",
     "lbp-treatment-tried", "lbp-mr-contraindication", "lbp-measurement-occasion", "lbp-eq5d-version",
     "lbp-mri-type", "lbp-care-recipient", "lbp-surgery-decision",

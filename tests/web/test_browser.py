@@ -456,3 +456,53 @@ def test_copy_button_appears_with_javascript_and_the_field_without(server):
                 "return document.getElementById('link-created').getBoundingClientRect().top < window.innerHeight")
         finally:
             _close(driver)
+
+
+def test_the_clinician_fills_in_and_saves_the_referral_template(server, browser):
+    """Sign in naming the Practitioner, open the referral template (pre-filled), save it, see the stored author and
+    the referral it is attached to (DK-4)."""
+    pid = server.seed_patient()
+    writer = {"Content-Type": "application/fhir+json", "Authorization": f"Bearer {server.token('writer')}"}
+    practitioner = requests.post(server.base + "/fhir/Practitioner", timeout=30, headers=writer, json={
+        "resourceType": "Practitioner", "name": [{"given": ["Karin"], "family": "Berg"}]}).json()["id"]
+    referral = requests.post(server.base + "/fhir/ServiceRequest", timeout=30, headers=writer, json={
+        "resourceType": "ServiceRequest", "status": "draft", "intent": "order",
+        "subject": {"reference": f"Patient/{pid}"}, "authoredOn": "2026-12-01",
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "183545006"}],
+                 "text": "Remiss till ortopedspecialist"}}).json()["id"]
+    form_path = f"/patients/{pid}/forms/orthopaedic-referral"
+    browser.get(f"{server.base}/clinician/session?next={form_path}&lang=sv")
+    browser.find_element(By.ID, "access_token").send_keys(server.token("writer"))
+    browser.find_element(By.ID, "practitioner").send_keys(f"Practitioner/{practitioner}")
+    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    wait_for(browser, lambda d: "/clinician/session" not in d.current_url and form_path in d.current_url)
+    browser.get(f"{server.base}{form_path}?lang=sv")
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "sv"
+    assert browser.find_element(By.ID, "practitioner-name").text == "Karin Berg"
+    assert "M54.5" in browser.find_element(By.NAME, "q-diagnosis").get_attribute("value")  # pre-filled
+    assert browser.find_element(By.CSS_SELECTOR, f'input[name="attach"][value="ServiceRequest/{referral}"]'
+                                ).is_selected()
+    assert axe_violations(browser) == []
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / "clinician-form-referral-first-screen-sv.png"))
+    answers = default_answers(questionnaire("orthopaedic-referral"))
+    answers.pop("q-diagnosis")  # the record's diagnosis stays as pre-filled
+    fill(browser, answers)
+    shot(browser, "clinician-form-referral-sv")
+    button = browser.find_element(By.CSS_SELECTOR, "#questionnaire-form button[type=submit]")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+    button.click()
+    wait_for(browser, lambda d: "/responses/" in d.current_url or d.find_elements(By.ID, "error-summary"), 20)
+    errors = browser.find_elements(By.ID, "error-summary")
+    assert not errors, errors[0].text if errors else ""
+    assert "Karin Berg" in browser.find_element(By.ID, "saved-author").text
+    assert f"ServiceRequest/{referral}" in browser.find_element(By.ID, "saved-attached").text
+    assert axe_violations(browser) == []
+    browser.set_window_size(1280, 900)
+    shot(browser, "clinician-form-referral-saved-sv")
+    response_id = browser.current_url.split("/responses/")[1].split("?")[0]
+    stored = requests.get(f"{server.base}/fhir/QuestionnaireResponse/{response_id}", timeout=30, headers=writer).json()
+    assert stored["author"] == {"reference": f"Practitioner/{practitioner}"}
+    assert stored["subject"] == {"reference": f"Patient/{pid}"}
+    request = requests.get(f"{server.base}/fhir/ServiceRequest/{referral}", timeout=30, headers=writer).json()
+    assert request["supportingInfo"] == [{"reference": f"QuestionnaireResponse/{response_id}"}]

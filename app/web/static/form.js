@@ -74,7 +74,7 @@
   var outputs = form.querySelectorAll("[data-score]");
   var timer = null;
   function recalculate() {
-    if (!outputs.length || !window.fetch) { return; }
+    if (!url || !outputs.length || !window.fetch) { return; }
     clearTimeout(timer);
     timer = setTimeout(function () {
       fetch(url, { method: "POST", body: new URLSearchParams(new FormData(form)), credentials: "same-origin" })
