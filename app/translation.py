@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation"
+# the language a RelatedArtifact.citation is quoted in (docs/artifact-conventions.md)
+CITATION_LANGUAGE = "https://lbp-pathway.org/fhir/StructureDefinition/citation-language"
 
 
 def _base(tag: str | None) -> str:
@@ -42,3 +44,10 @@ def translated(element: Mapping[str, Any] | None, key: str, lang: str, primary: 
         elif _base(code) == _base(lang):
             fallback = fallback or content
     return exact or fallback or value
+
+
+def citation_language(doc: Mapping[str, Any], primary: str | None) -> str | None:
+    """The language a citation is quoted in: its citation-language extension, else its resource's language."""
+    tagged = next((e.get("valueCode") for e in (doc.get("_citation") or {}).get("extension", []) or []
+                   if e.get("url") == CITATION_LANGUAGE and e.get("valueCode")), None)
+    return tagged or primary

@@ -23,13 +23,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.translation import translated
+from app.translation import citation_language, translated
 
 log = logging.getLogger("lbp.cds")
 
 RULES = "https://lbp-pathway.org/fhir/CodeSystem/lbp-rules"
 CITATION_EN = "https://lbp-pathway.org/fhir/StructureDefinition/citation-en"
-CITATION_LANGUAGE = "https://lbp-pathway.org/fhir/StructureDefinition/citation-language"
 # the card's own words (link labels, the note under quotations in another language), in the card's language
 CARD_TEXT = "https://lbp-pathway.org/fhir/CodeSystem/lbp-card-text"
 OVERRIDE_REASON = "https://lbp-pathway.org/fhir/StructureDefinition/override-reason"
@@ -146,13 +145,6 @@ def _fired(action: Mapping[str, Any], ctx: CardContext) -> str:
         return ""
     label = words(ctx, "fired-by")
     return (f"**{label}** " if label else "") + "; ".join(names)
-
-
-def citation_language(doc: Mapping[str, Any], primary: str | None) -> str | None:
-    """The language a citation is quoted in: its citation-language extension, else its resource's language."""
-    tagged = next((e.get("valueCode") for e in (doc.get("_citation") or {}).get("extension", []) or []
-                   if e.get("url") == CITATION_LANGUAGE and e.get("valueCode")), None)
-    return tagged or primary
 
 
 def _quote_note(action: Mapping[str, Any], ctx: CardContext, primary: str | None) -> str:

@@ -20,6 +20,7 @@ from app.conventions import BASE, LANGUAGES, RULES_SYSTEM, variant_codes, varian
 from app.errors import FHIRError
 from app.reasoning.status_result import PathwayStatus
 from app.store import search as engine
+from app.translation import citation_language
 
 from . import bp, sessions
 from .artifacts import clinician_fields, patient_questionnaires, plotted_series
@@ -229,8 +230,6 @@ def _rules(action: dict[str, Any]) -> list[str]:
 
 def _citations(action: dict[str, Any], primary: str | None) -> list[dict[str, str]]:
     """The action's source sentences, each with its language (citation-language) and its English version."""
-    from app.cds.cards import citation_language
-
     out = []
     for doc in action.get("documentation", []) or []:
         if not doc.get("citation") and not doc.get("display"):

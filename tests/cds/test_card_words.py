@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.cds.cards import CARD_TEXT, CITATION_LANGUAGE, CardContext, to_card
+from app.cds.cards import CARD_TEXT, CardContext, to_card
+from app.translation import CITATION_LANGUAGE
 
 ROOT = Path(__file__).resolve().parents[2]
 WORDS = json.loads((ROOT / "valuesets" / "CodeSystem-lbp-card-text.json").read_text("utf-8"))
