@@ -36,6 +36,7 @@ class AuditNote:
     sensitive: bool = False  # touches patient data (or was refused)
     queries: list[tuple[str, str]] = field(default_factory=list)  # conditional lookups: (type, query)
     audited_in_write: bool = False  # the request's AuditEvent was committed with its write
+    person: str | None = None  # Practitioner/<id> a clinician session was opened for (declared at sign-in)
 
 
 class Auth:

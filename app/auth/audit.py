@@ -1,6 +1,7 @@
 """AuditEvent for every request that touches patient data or is refused — stored in the same database.
 
-Who: the client id (agent.altId, agent.name, agent.who.identifier); what: the resources (entity.what) and
+Who: the client id (agent.altId, agent.name, agent.who.identifier) and, on the clinician pages, the Practitioner
+the browser session was opened for (a second agent); what: the resources (entity.what) and
 the queries (entity.query, base64); when: recorded; outcome: 0 success, 4 refused or invalid, 8 server
 failure. `AuditEvent?patient=<id>` or `?entity=Patient/<id>` answers who read a patient's record.
 
@@ -57,6 +58,10 @@ def build_event(n: AuditNote, status: int, *, outcome_desc: str | None = None,
         "source": {"observer": {"display": "lbp-pathway FHIR server"},
                    "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4"}]},
     }
+    if n.person:
+        # the person at the client: named when the clinician session was opened, not proven by the token
+        event["agent"].append({"who": {"reference": n.person}, "requestor": True,
+                               "type": {"text": "clinician named at sign-in"}})
     entities: list[dict[str, Any]] = []
     seen: set[str] = set()
     for ref in [*n.entities, *extra_entities]:

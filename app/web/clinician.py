@@ -76,6 +76,7 @@ def authenticate_clinician(read_types: tuple[str, ...] = ("Patient", *RECORD_TYP
         if found is None:
             raise NotAuthorized(401, "The session has ended; sign in again", "session_ended")
         principal = found
+        n.person = sessions.practitioner(current_app.extensions["lbp"].store, cookie)
     else:
         raise NotAuthorized(401, "An access token is required", "token_required")
     g.principal = principal

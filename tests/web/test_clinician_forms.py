@@ -210,3 +210,17 @@ def test_no_patient_link_is_made_for_a_clinician_form(web_app, web, tokens, pati
     html = r.get_data(as_text=True)
     assert r.status_code == 200 and 'id="patient-link"' not in html
     assert f"{REFERRAL} is filled in by the clinician and never sent to the patient" in html
+
+
+def test_the_audit_names_the_practitioner_of_the_session(web_app, tokens, patient_id, practitioner):
+    browser = web_app.test_client()
+    assert browser.post("/clinician/session", data={"access_token": tokens["writer"], "practitioner": practitioner}
+                        ).status_code == 303
+    assert browser.get(f"/patients/{patient_id}/pathway").status_code == 200
+    events = [e["resource"] for e in _fhir(web_app, tokens["writer"],
+                                           f"AuditEvent?entity=Patient/{patient_id}&_count=200").get("entry", [])]
+    named = [e for e in events if any(a.get("who", {}).get("reference") == practitioner for a in e["agent"])]
+    assert named, "the pathway view's AuditEvent names the session's Practitioner"
+    assert all(e["agent"][0]["altId"] == "writer" for e in named)  # beside the client, not in its place
+    # a bearer-token call names no person
+    assert not any(len(e["agent"]) > 1 for e in events if e not in named)
