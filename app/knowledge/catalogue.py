@@ -173,14 +173,14 @@ def _in_language(resource: dict[str, Any], node: dict[str, Any], element: str, l
             parts = {e.get("url"): next((v for k, v in e.items() if k.startswith("value")), None)
                      for e in ext.get("extension", [])}
             if parts.get("lang") == lang and parts.get("content"):
-                return parts["content"]
+                return str(parts["content"])
     return value
 
 
 def _duration_words(duration: dict[str, Any] | None) -> str:
     if not duration:
         return ""
-    value, unit = duration.get("value"), duration.get("code") or duration.get("unit")
+    value, unit = duration.get("value"), str(duration.get("code") or duration.get("unit") or "")
     if unit == "d" and isinstance(value, int | float) and value % 7 == 0:
         return f"{int(value) // 7} uger"
     return f"{value:g} {_UNIT_WORDS.get(unit, unit)}" if isinstance(value, int | float) else ""
@@ -214,7 +214,7 @@ def transitions(root: Path, pathway_id: str = TRANSITION_PATHWAY) -> list[dict[s
         form = next((e.get("valueCanonical") for e in target.get("extension", [])
                      if e.get("url", "").endswith("cpg-collectWith")), None)
         questionnaire = by_url.get(form or "")
-        clinician_form = bool(questionnaire) and any(
+        clinician_form = questionnaire is not None and any(
             e.get("url") == FILLED_BY for e in questionnaire.get("extension", []))
         ordered = {(c.get("system"), c.get("code")) for c in (target.get("code") or {}).get("coding", [])}
         hand_over = target.get("kind") == "ServiceRequest" and not ordered & imaging_codes  # imaging stays put

@@ -108,3 +108,17 @@ def test_the_danish_form_is_a_danish_clinician_form_with_cpr_marker_and_coded_mu
     assert items["municipal"]["enableWhen"] == [{"question": "recipient", "operator": "=", "answerCoding": {
         "system": "https://lbp-pathway.org/fhir/CodeSystem/lbp-care-recipient", "code": "municipality"}}]
     assert Q + "referral-midtjylland" == q["url"]
+
+
+def test_swedish_basic_treatment_offers_a_licensed_chiropractor_or_naprapath_as_coded_alternatives(cds):
+    record = Record("se-bt", 40).lbp(21).red_flags().screening("low").nrs(5)
+    basic = [c for c in cards(cds, "se", "patient-view", record) if c["source"]["topic"]["code"] in ("B1", "B2", "B3")]
+    assert len(basic) == 1, [c["summary"] for c in basic]
+    created = [a["resource"] for s in basic[0].get("suggestions", []) for a in s.get("actions", [])
+               if a.get("resource", {}).get("resourceType") == "ServiceRequest"]
+    codes = {(c["system"], c["code"]) for r in created for c in r.get("code", {}).get("coding", [])}
+    assert (SCT, "308449000") in codes and (HANDOVER, "naprapath") in codes, codes
+    labels = [s["label"] for s in basic[0]["suggestions"]]
+    assert "Alternativt: legitimerad kiropraktor" in labels and "Alternativt: legitimerad naprapat" in labels
+    # the Danish variant has no such card: its practice sector is reached through the standardised referral
+    assert not any("naprapat" in json.dumps(c) for c in cards(cds, "midtjylland", "patient-view", record))

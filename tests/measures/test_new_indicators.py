@@ -97,3 +97,27 @@ def test_dk8_patient_in_sweden_is_not_in_the_danish_report(kb):
     reports, _ = evaluate(kb, ["dk8-hospital-referral-before-eight-weeks"], recs, variant="midtjylland",
                           as_of=date(2026, 12, 31))
     assert reports["dk8-hospital-referral-before-eight-weeks"][0].subjects == ["a"]
+
+
+def _vas(r, first, last):
+    return r.obs(OBS, "eq-vas", "2026-03-01", valueInteger=first).obs(OBS, "eq-vas", "2026-06-01", valueInteger=last)
+
+
+def test_q9c_mean_change_in_eq_vas_health_over_the_patients_measured_twice(kb):
+    # BackUpp: "VAS Hälsa ökade från m 53" – the mean rise from the first to the latest EQ VAS
+    recs = [_vas(Rec("a"), 50, 80), _vas(Rec("b"), 60, 50), Rec("c").obs(OBS, "eq-vas", "2026-03-01", valueInteger=40)]
+    report = run(kb, "q9-eq-vas-change", recs)
+    assert counts(report) == {"initial-population": 3, "measure-population": 2}
+    assert score(report) == 10.0
+
+
+def test_q9e_influence_on_the_treatment_is_a_share_without_a_target(kb):
+    def asked(r, answer):
+        return r.obs(OBS, "treatment-influence", "2026-06-01", valueBoolean=answer)
+
+    recs = [asked(Rec("a"), True), asked(Rec("b"), True), asked(Rec("c"), False), Rec("d")]
+    report = run(kb, "q9-influence-on-treatment", recs)
+    assert counts(report) == {"initial-population": 4, "denominator": 4, "numerator": 2, "numerator?": 1}
+    assert score(report) == pytest.approx(2 / 3)
+    assert "extension" not in report["group"][0] or not any(
+        e["url"].endswith("measure-target") for e in report["group"][0]["extension"])
