@@ -137,15 +137,26 @@ NOT_COMPUTABLE_ELEMENTS: list[tuple[str, str, str]] = [
     ("SK-11", "Depression and anxiety screening with HAD or MADRS",
      "The instruments' texts are licensed and not among the seeds; a journal's own HAD/MADRS result could be read "
      "once its codes are agreed."),
-    ("Q3", "National patient survey via 1177's form service", "Collected outside the journal, by 1177."),
-    ("Q9e", "Patient and staff satisfaction (target 90 %)", "BackUpp names no instrument for satisfaction."),
+    ("Q3", "National patient survey via 1177's form service",
+     "Collected outside the journal, by 1177's form service; the answers never reach the record the service reads. "
+     "The region's indicator report lists Q3 with this reason."),
+    ("Q9e", "Patient and staff satisfaction (target 90 %), influence on the treatment",
+     "The patients' part is computed (Measures q9-satisfied-with-care, target 90 %, and q9-influence-on-treatment); "
+     "the staff's satisfaction with taking part in the project is an evaluation of the project, not a fact of any "
+     "patient's record."),
     ("BU-1", "Actions at set time points of the rehabilitation chain",
      "The BackUpp manual with its flow chart is not among the seeds; only day 28 and six months are stated."),
     ("P2", "Information brochure (Bilaga H) as dialogue support", "Bilaga H is not among the seeds."),
-    ("P3b", "Short videos from each sector, exercise videos", "No video content in the seeds; the project makes none."),
+    ("P3b", "Short videos from each sector, exercise videos",
+     "Content to be produced (films), not a rule: no video is among the seeds and the project makes none. The app's "
+     "other parts are on /info/midtjylland (facts, the course across the sectors, the eight-week calendar)."),
     ("DK-9", "Municipal offers differ between municipalities",
-     "No list of municipal offers in the seeds; the municipal request carries the hand-over code only."),
-    ("SK-13", "Indicators from the Swedish spine register", "Register data outside the journal and the seeds."),
+     "An implementation challenge the source observes, not a rule: no list of municipal offers is among the seeds, "
+     "and which offers a municipality has is its own catalogue, not a fact of the patient record. What the request "
+     "can carry is coded: the offer asked for (individual or group-based, DK-5) with the municipality as recipient."),
+    ("SK-13", "Indicators from the Swedish spine register",
+     "Register data (the Swedish spine register) outside the journal, and the register's indicators are not named in "
+     "the seeds."),
     ("SE-6", "Generic rehabilitation and insurance-medicine model; lifestyle support",
      "Other national knowledge support, not among the seeds."),
 ]
