@@ -137,18 +137,150 @@ NOT_COMPUTABLE_ELEMENTS: list[tuple[str, str, str]] = [
     ("SK-11", "Depression and anxiety screening with HAD or MADRS",
      "The instruments' texts are licensed and not among the seeds; a journal's own HAD/MADRS result could be read "
      "once its codes are agreed."),
-    ("Q3", "National patient survey via 1177's form service", "Collected outside the journal, by 1177."),
-    ("Q9e", "Patient and staff satisfaction (target 90 %)", "BackUpp names no instrument for satisfaction."),
+    ("Q3", "National patient survey via 1177's form service",
+     "Collected outside the journal, by 1177's form service; the answers never reach the record the service reads. "
+     "The region's indicator report lists Q3 with this reason."),
+    ("Q9e", "Patient and staff satisfaction (target 90 %), influence on the treatment",
+     "The patients' part is computed (Measures q9-satisfied-with-care, target 90 %, and q9-influence-on-treatment); "
+     "the staff's satisfaction with taking part in the project is an evaluation of the project, not a fact of any "
+     "patient's record."),
     ("BU-1", "Actions at set time points of the rehabilitation chain",
      "The BackUpp manual with its flow chart is not among the seeds; only day 28 and six months are stated."),
     ("P2", "Information brochure (Bilaga H) as dialogue support", "Bilaga H is not among the seeds."),
-    ("P3b", "Short videos from each sector, exercise videos", "No video content in the seeds; the project makes none."),
+    ("P3b", "Short videos from each sector, exercise videos",
+     "Content to be produced (films), not a rule: no video is among the seeds and the project makes none. The app's "
+     "other parts are on /info/midtjylland (facts, the course across the sectors, the eight-week calendar)."),
     ("DK-9", "Municipal offers differ between municipalities",
-     "No list of municipal offers in the seeds; the municipal request carries the hand-over code only."),
-    ("SK-13", "Indicators from the Swedish spine register", "Register data outside the journal and the seeds."),
+     "An implementation challenge the source observes, not a rule: no list of municipal offers is among the seeds, "
+     "and which offers a municipality has is its own catalogue, not a fact of the patient record. What the request "
+     "can carry is coded: the offer asked for (individual or group-based, DK-5) with the municipality as recipient."),
+    ("SK-13", "Indicators from the Swedish spine register",
+     "Register data (the Swedish spine register) outside the journal, and the register's indicators are not named in "
+     "the seeds."),
     ("SE-6", "Generic rehabilitation and insurance-medicine model; lifestyle support",
      "Other national knowledge support, not among the seeds."),
 ]
+
+
+# The practitioners' overview of a variant's cross-sector transitions (Region Midtjylland, Spor 1: "pixie-udgave …
+# med særligt fokus på de tværsektorielle overgange"), generated from its pathway so it never drifts from the cards.
+TRANSITION_PATHWAY = "lbp-pathway-midtjylland"
+TRANSITION_RULES = {"T5", "T7", "RD1", "RC1", "S3"}
+TRANSITION_STEPS = {"referral-acute", "referral-non-acute", "municipal-rehabilitation", "discharge"}
+TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation"
+CALENDAR_DURATION = f"{BASE}/StructureDefinition/calendar-duration"
+FILLED_BY = f"{BASE}/StructureDefinition/filled-by"
+_HOOK_WORDS = {"patient-view": "når patienten åbnes", "order-select": "ved ordination", "order-sign": "ved ordination"}
+_UNIT_WORDS = {"d": "dage", "wk": "uger", "mo": "måneder"}
+
+
+def _in_language(resource: dict[str, Any], node: dict[str, Any], element: str, lang: str) -> str:
+    """The element's text in `lang`: the value when the resource is written in it, else its translation."""
+    value = node.get(element) or ""
+    if resource.get("language") == lang:
+        return value
+    for ext in (node.get(f"_{element}") or {}).get("extension", []):
+        if ext.get("url") == TRANSLATION:
+            parts = {e.get("url"): next((v for k, v in e.items() if k.startswith("value")), None)
+                     for e in ext.get("extension", [])}
+            if parts.get("lang") == lang and parts.get("content"):
+                return str(parts["content"])
+    return value
+
+
+def _duration_words(duration: dict[str, Any] | None) -> str:
+    if not duration:
+        return ""
+    value, unit = duration.get("value"), str(duration.get("code") or duration.get("unit") or "")
+    if unit == "d" and isinstance(value, int | float) and value % 7 == 0:
+        return f"{int(value) // 7} uger"
+    return f"{value:g} {_UNIT_WORDS.get(unit, unit)}" if isinstance(value, int | float) else ""
+
+
+def transitions(root: Path, pathway_id: str = TRANSITION_PATHWAY) -> list[dict[str, Any]]:
+    """The pathway's transitions between sectors: each card that hands the patient over, holds a referral to the
+    course's time limits, or asks for a standardised referral or discharge letter."""
+    by_url = {resource.get("url"): resource for _, resource in _artifacts(Path(root)) if resource.get("url")}
+    pathway = by_url.get(f"{BASE}/PlanDefinition/{pathway_id}")
+    if pathway is None:
+        return []
+    imaging = by_url.get(f"{BASE}/ValueSet/lumbar-imaging") or {}
+    imaging_codes = {(c.get("system"), c.get("code")) for c in (imaging.get("expansion") or {}).get("contains", [])}
+    out: list[dict[str, Any]] = []
+
+    def codes(action: dict[str, Any]) -> tuple[set[str], set[str]]:
+        rules, steps = set(), set()
+        for concept in action.get("code", []):
+            for c in concept.get("coding", []):
+                if c.get("system") == RULES_SYSTEM:
+                    rules.add(c["code"])
+                elif c.get("system", "").endswith("/CodeSystem/lbp-pathway-step"):
+                    steps.add(c["code"])
+        return rules, steps
+
+    def suggestion(sub: dict[str, Any]) -> tuple[str, str] | None:
+        target = by_url.get(sub.get("definitionCanonical", ""))
+        if target is None or target.get("resourceType") != "ActivityDefinition":
+            return None
+        form = next((e.get("valueCanonical") for e in target.get("extension", [])
+                     if e.get("url", "").endswith("cpg-collectWith")), None)
+        questionnaire = by_url.get(form or "")
+        clinician_form = questionnaire is not None and any(
+            e.get("url") == FILLED_BY for e in questionnaire.get("extension", []))
+        ordered = {(c.get("system"), c.get("code")) for c in (target.get("code") or {}).get("coding", [])}
+        hand_over = target.get("kind") == "ServiceRequest" and not ordered & imaging_codes  # imaging stays put
+        if not hand_over and not clinician_form:
+            return None
+        when = _duration_words(target.get("timingDuration"))
+        return _in_language(target, target, "title", "da"), when
+
+    def walk(actions: list[dict[str, Any]], owner: dict[str, Any], hooks: list[str]) -> None:
+        for action in actions:
+            own_hooks = [t.get("name") for t in action.get("trigger", []) if t.get("name")] or hooks
+            nested = by_url.get(action.get("definitionCanonical", ""))
+            if nested is not None and nested.get("resourceType") == "PlanDefinition":
+                walk(nested.get("action", []), nested, own_hooks)
+                continue
+            rules, steps = codes(action)
+            offered = [s for s in (suggestion(sub) for sub in action.get("action", [])) if s]
+            if not (offered or rules & TRANSITION_RULES or steps & TRANSITION_STEPS & {"municipal-rehabilitation"}):
+                continue
+            limit = _duration_words(action.get("timingDuration")) or _duration_words(next(
+                (e.get("valueDuration") for e in action.get("extension", []) if e.get("url") == CALENDAR_DURATION),
+                None))
+            out.append({
+                "action": f"{owner.get('id')}#{action.get('id')}",
+                "title": _in_language(owner, action, "title", "da"),
+                "when": ", ".join(dict.fromkeys(_HOOK_WORDS.get(h, h) for h in own_hooks)) or "forløbets frist",
+                "limit": limit or "; ".join(w for _, w in offered if w),
+                "offers": [title for title, _ in offered],
+                "rules": sorted(rules),
+                "sources": list(dict.fromkeys(d.get("display", "") for d in action.get("documentation", [])
+                                              if d.get("display"))),
+            })
+
+    walk(pathway.get("action", []), pathway, [])
+    return out
+
+
+def _transition_lines(root: Path) -> list[str]:
+    rows = transitions(root)
+    if not rows:
+        return []
+    lines = ["", "## Region Midtjylland: overblik over de tværsektorielle overgange (pixie)", "",
+             "Kort udgave til praktiserende læger, fysioterapeuter, kiropraktorer, kommuner og hospital, genereret fra "
+             "`PlanDefinition/lbp-pathway-midtjylland`: hvert kort, der overdrager patienten til en anden sektor, "
+             "holder en henvisning op mod forløbets frister eller beder om den standardiserede henvisning eller "
+             "epikrise. Patientmaterialet (forløbet, risikoen for kroniske lænderygsmerter, træning og kalenderen "
+             "for de otte uger) er siden `/info/midtjylland`; kroniske lænderygsmerter følger et andet forløb "
+             "(Sundhedsstyrelsens anbefalinger), se kortet med regel S3.", "",
+             "| Overgang (kortets titel) | Hvornår | Frist | Forslag på kortet | Regler | Kilde |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for row in rows:
+        lines.append(f"| {_md(row['title'])} | {_md(row['when'])} | {_md(row['limit']) or '—'} | "
+                     f"{_md('; '.join(row['offers'])) or '—'} | {', '.join(row['rules']) or '—'} | "
+                     f"{_md('; '.join(row['sources'])) or '—'} |")
+    return lines
 
 
 def build_catalogue(root: Path) -> str:
@@ -219,6 +351,7 @@ def build_catalogue(root: Path) -> str:
               "| Element | What the source asks | Why not computable |", "| --- | --- | --- |"]
     for element, asked, reason in NOT_COMPUTABLE_ELEMENTS:
         lines.append(f"| {element} | {_md(asked)} | {_md(reason)} |")
+    lines += _transition_lines(root)
     lines.append("")
     return "\n".join(lines)
 

@@ -200,7 +200,10 @@ def patient_course(rng: random.Random, index: int, variant: str, year: int) -> l
     referred = (red_flag and rng.random() < 0.2) or (course == "primary" and rng.random() < 0.002)
     if referred:
         when = (mri_date or d0) + timedelta(days=rng.randrange(3, 20))
-        referral = p.order({"system": SCT, "code": "183545006"}, when, priority="routine", status="active")
+        # Midtjylland refers to the hospital's back centre (Regional Rygklinik), Sweden to orthopaedics
+        target = ({"system": f"{BASE}/CodeSystem/lbp-handover", "code": "hospital-back-centre"} if p.danish
+                  else {"system": SCT, "code": "183545006"})
+        referral = p.order(target, when, priority="routine", status="active")
         if rng.random() < 0.15:
             p.add({"resourceType": "Task", "status": "rejected", "intent": "order", "focus": p.ref(referral),
                    "authoredOn": _d(when + timedelta(days=7)),
@@ -216,6 +219,10 @@ def patient_course(rng: random.Random, index: int, variant: str, year: int) -> l
                        "code": {"text": "Lumbar decompression"},
                        "bodySite": [{"coding": [{"system": SCT, "code": "122496007"}]}],
                        "performedDateTime": _d(seen + timedelta(days=rng.randrange(20, 60)))})
+    elif p.danish and course == "primary" and rng.random() < 0.06:
+        # a non-urgent hospital referral without improvement: most after the eight weeks, some before (T5, DK-8)
+        p.order({"system": f"{BASE}/CodeSystem/lbp-handover", "code": "hospital-back-centre"},
+                d0 + timedelta(days=rng.randrange(35, 100)), priority="routine", status="active")
     # The final visit: pain, health and function again; most improve (BackUpp 72–79 %)
     if course != "recovering" or rng.random() < 0.5:
         improved = rng.random() < (0.9 if course == "recovering" else 0.75)

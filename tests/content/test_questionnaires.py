@@ -32,14 +32,14 @@ CITATION_EN = "https://lbp-pathway.org/fhir/StructureDefinition/citation-en"
 
 QUESTIONNAIRE_IDS = [
     "lbp-red-flags", "lbp-intake", "start-back", "ompsq-sf", "nrs-pain", "rmdq", "eq5d-index",
-    "orthopaedic-referral", "discharge-letter", "rehabilitation-plan",
+    "orthopaedic-referral", "discharge-letter", "rehabilitation-plan", "referral-midtjylland",
 ]
 # Project CodeSystems this suite owns (the answer sets of the questionnaires and the shared code lists).
 CODESYSTEM_IDS = [
     "lbp-rules", "lbp-card-text", "lbp-observation", "lbp-risk-category", "lbp-sbt-agreement", "lbp-sbt-bothersomeness",
     "lbp-ompsq-duration", "lbp-scale-0-10", "lbp-yes-no", "lbp-work-situation", "lbp-work-factor",
     "lbp-treatment-tried", "lbp-mr-contraindication", "lbp-measurement-occasion", "lbp-eq5d-version",
-    "lbp-mri-type", "lbp-care-recipient", "lbp-surgery-decision",
+    "lbp-mri-type", "lbp-care-recipient", "lbp-surgery-decision", "lbp-municipal-offer", "lbp-municipal-effort",
 ]
 VALUESET_IDS = [c for c in CODESYSTEM_IDS if c != "lbp-rules"] + [
     "lbp-ompsq-risk", "lbp-referral-indication", "lbp-rehab-intervention",

@@ -114,6 +114,17 @@ def test_the_referral_template_is_attached_to_the_referral(web_app, web, tokens,
     assert _fhir(web_app, tokens["writer"], referral)["supportingInfo"] == request["supportingInfo"]
 
 
+def test_the_danish_standardised_referral_is_attached_to_the_referral(web_app, web, tokens, patient_id, practitioner):
+    # DK-4: the information travels with the referral, the patient does not carry it
+    referral = _referral(web_app, tokens["writer"], patient_id)
+    r = _save(web, tokens["writer"], patient_id, "referral-midtjylland", practitioner, extra={"attach": referral},
+              lang="da")
+    assert r.status_code == 303 and "not_attached" not in r.headers["Location"], r.get_data(as_text=True)[:2000]
+    response_id = r.headers["Location"].split("/responses/")[1].split("?")[0]
+    assert _fhir(web_app, tokens["writer"], referral)["supportingInfo"] == [
+        {"reference": f"QuestionnaireResponse/{response_id}"}]
+
+
 def test_without_a_referral_the_page_says_how_to_attach_it(web_app, web, tokens, patient_id, practitioner):
     page = web.get(f"/patients/{patient_id}/forms/{REFERRAL}?lang=en", headers=_bearer(tokens["writer"]))
     assert 'id="attach-none"' in page.get_data(as_text=True)
