@@ -50,8 +50,10 @@ def test_referral_to_a_chiropractor_gets_the_danish_standardised_referral(cds):
     assert card["summary"].startswith("Brug den standardiserede henvisning")
     assert "orthopaedic-referral" not in json.dumps(card) and "Personnummer" not in json.dumps(card)
     labels = [link["label"] for link in card.get("links", []) if "henvisning" in link["label"].lower()]
-    assert labels and all(label.startswith("Udfyldes af behandleren") for label in labels), card.get("links")
-    assert all("/q/" not in link["url"] for link in card.get("links", []) if "henvisning" in link["label"].lower())
+    # the clinician's form: labelled by its Danish title, opened on the clinician's fill-in page, never a patient link
+    assert labels == ["Standardiseret henvisning ved lænderygsmerter"], card.get("links")
+    assert all("/forms/referral-midtjylland" in link["url"] and "/q/" not in link["url"]
+               for link in card.get("links", []) if "henvisning" in link["label"].lower())
 
 
 def test_referrals_to_the_municipality_physiotherapist_and_hospital_get_the_same_card(cds):

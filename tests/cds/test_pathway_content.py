@@ -293,8 +293,9 @@ def test_a_danish_card_links_the_standardised_referral_to_the_clinicians_page_in
     record = treated("dk-rc1-link", 7, 7, weeks=10).mri_report(60)
     found = cards(cds, "midtjylland", "order-sign", record, [ORDERS["referral"]("dk-rc1-link")])
     links = [link for c in found for link in c.get("links", []) if "/forms/" in link["url"]]
-    assert links and all(link["label"] == "Henvisning til ortopædkirurgisk afdeling ved lænderygsmerter"
-                         and link["url"].endswith("/forms/orthopaedic-referral?variant=midtjylland")
+    # the Danish standardised referral (RC1-DK), not Skåne's orthopaedic template
+    assert links and all(link["label"] == "Standardiseret henvisning ved lænderygsmerter"
+                         and link["url"].endswith("/forms/referral-midtjylland?variant=midtjylland")
                          for link in links), links
 
 
