@@ -87,6 +87,18 @@ class Server:
         r.raise_for_status()
         return r.json()["access_token"]
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server's processes have used so far: master and workers together."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in self._pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+            except (FileNotFoundError, IndexError, ValueError):
+                pass
+        return total / tick
+
     def _pids(self) -> list[int]:
         assert self.proc is not None
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
@@ -116,18 +128,6 @@ class Server:
             except (FileNotFoundError, PermissionError):
                 pass
         return total / 1024
-
-    def cpu_seconds(self) -> float:
-        """CPU time (user + system) the server's processes have used so far: master and workers together."""
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for pid in self._pids():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])  # utime, stime
-            except (FileNotFoundError, IndexError, ValueError):
-                pass
-        return total / tick
 
     def _sample_memory(self) -> None:
         while not self._stop.is_set():

@@ -11,10 +11,11 @@ the scenario; the FHIR server's own on a line of its own), and our p50/p99 and c
 floor's. Asserts nothing.
 
     .venv/bin/python bench/cds.py [--calls 1500] [--clients 8] [--workers N] [--threads 4]
-                                  [--database postgresql+psycopg://… --masters 2]
+                                  [--database postgresql+psycopg://… --masters 2 [--beside-sqlite]]
 
 With --database (PostgreSQL; emptied first) and --masters 2 the same calls go to two independent gunicorn
-masters on one database (each client process to one of them), as two hosts behind a load balancer.
+masters on one database (each client process to one of them), as two hosts behind a load balancer; with
+--beside-sqlite a SQLite run with one master comes first and a table puts the two side by side.
 """
 from __future__ import annotations
 
@@ -110,30 +111,44 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--database", help="SQLAlchemy URL (PostgreSQL), emptied first; default a SQLite file")
     parser.add_argument("--masters", type=int, default=1, help="independent gunicorn masters on the database")
+    parser.add_argument("--beside-sqlite", action="store_true",
+                        help="with --database: a SQLite run with one master first, then both side by side")
     args = parser.parse_args()
+    if args.beside_sqlite and args.database:
+        sqlite = measure(args, None, 1)
+        other = measure(args, args.database, args.masters)
+        print(f"\n{'':<34} {'SQLite, 1 master':>34}   {f'PostgreSQL, {args.masters} masters':>34}")
+        for name in sqlite:
+            cells = [f"p50 {r[0]:6.1f}  p99 {r[1]:6.1f}  {r[2]:6.0f}/s" for r in (sqlite[name], other[name])]
+            print(f"{name:<34} {cells[0]:>34}   {cells[1]:>34}")
+        return
+    measure(args, args.database, args.masters)
 
+
+def measure(args: argparse.Namespace, database: str | None, masters: int) -> dict[str, tuple[float, float, float]]:
+    """One run over one database: the floor and both order-sign scenarios; (p50, p99, calls/s) of each."""
     keys = Keys()
     tmp = Path(tempfile.mkdtemp(prefix="lbp-cds-bench-"))
     issuers = tmp / "issuers.json"
     issuers.write_text(json.dumps({"issuers": [{"iss": ISSUER, "jwks": keys.jwks()}]}))
-    db = args.database or f"sqlite:///{tmp / 'cds.db'}"
-    if args.database:
+    db = database or f"sqlite:///{tmp / 'cds.db'}"
+    if database:
         from sqlalchemy import create_engine
 
         import app.cds.tables  # noqa: F401  (its tables are on the metadata, dropped too)
         from app.store.schema import metadata
 
-        engine = create_engine(args.database)
+        engine = create_engine(database)
         metadata.drop_all(engine)
         engine.dispose()
     public = "http://cds.bench.test"  # one audience for every master, as behind a load balancer
     env = {"LBP_CDS_TRUSTED_ISSUERS_FILE": str(issuers), "LBP_CDS_BENCH_FLOOR": "true",
            "LBP_CDS_ALLOW_LOCAL_FHIR_SERVER": "true",  # the fhirServer below is this machine
            "LBP_CDS_TODAY": TODAY.isoformat(), "LBP_VALIDATE_WRITES": "false", "LBP_CDS_PUBLIC_BASE_URL": public}
-    print(f"database: {db.split('://')[0]}, {args.masters} gunicorn master(s); "
+    print(f"database: {db.split('://')[0]}, {masters} gunicorn master(s); "
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs", flush=True)
     with Server(db, workers=args.workers, threads=args.threads, env=env, load_artifacts=True) as srv:
-        others = [Server(db, workers=args.workers, threads=args.threads, env=env) for _ in range(args.masters - 1)]
+        others = [Server(db, workers=args.workers, threads=args.threads, env=env) for _ in range(masters - 1)]
         for other in others:
             other.__enter__()
         fhir_token = srv.token("system/*.cruds")
@@ -177,21 +192,23 @@ def main() -> None:
 
         floor_lat, floor_s, floor_fail, cpu = measured(floor_urls, [{} for _ in range(n)], None)
         floor = report("floor {\"cards\": []}", floor_lat, floor_s, floor_fail, None, cpu)
+        results = {"floor": floor}
 
         tokens = [mint(keys, public + path) for _ in range(n)]
         lat, secs, fail, cpu = measured(sign, [prefetched() for _ in range(n)], tokens)
-        report("order-sign, full prefetch, JWT", lat, secs, fail, floor, cpu)
+        results["order-sign, full prefetch"] = report("order-sign, full prefetch, JWT", lat, secs, fail, floor, cpu)
 
         m = max(args.clients, n // 2)
         m -= m % args.clients
         tokens = [mint(keys, public + path) for _ in range(m)]
         lat, secs, fail, cpu = measured(sign, [fetched() for _ in range(m)], tokens)
-        report("order-sign, fetched from FHIR, JWT", lat, secs, fail, floor, cpu)
+        results["order-sign, fetched"] = report("order-sign, fetched from FHIR, JWT", lat, secs, fail, floor, cpu)
         print("targets: prefetch p99 <= 25 ms and >= 500 calls/s; fetched p99 <= 60 ms", flush=True)
         print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
         fhir_srv.__exit__(None, None, None)
         for other in others:
             other.__exit__(None, None, None)
+    return results
 
 
 if __name__ == "__main__":

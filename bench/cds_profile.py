@@ -96,6 +96,8 @@ def main() -> None:
                         help="prefetch: full prefetch; fetched: the CDS side of fetching from a FHIR server "
                              "(served by other threads, not profiled); fhir-batch: the FHIR server's side")
     parser.add_argument("--cumulative", help="also list functions by inclusive time whose path matches this regex")
+    parser.add_argument("--database", help="SQLAlchemy URL (PostgreSQL), emptied first; default a SQLite file")
+    parser.add_argument("--callees", help="also list what the functions matching this regex call")
     parser.add_argument("--timers", action="store_true", help="time the parts with wrappers instead of cProfile")
     parser.add_argument("--no-profile", action="store_true", help="wall time per call only")
     args = parser.parse_args()
@@ -110,7 +112,16 @@ def main() -> None:
 
     clients = tmp / "clients.json"
     register_client(clients, "bench", "system/*.cruds", tmp / "keys")
-    app = create_app({"DATABASE_URL": f"sqlite:///{tmp / 'cds.db'}", "VALIDATE_WRITES": False,
+    if args.database:  # emptied first
+        from sqlalchemy import create_engine
+
+        import app.cds.tables  # noqa: F401  (its tables are on the metadata, dropped too)
+        from app.store.schema import metadata
+
+        engine = create_engine(args.database)
+        metadata.drop_all(engine)
+        engine.dispose()
+    app = create_app({"DATABASE_URL": args.database or f"sqlite:///{tmp / 'cds.db'}", "VALIDATE_WRITES": False,
                       "CLIENTS_FILE": str(clients), "CDS_TODAY": TODAY.isoformat(), "CDS_PUBLIC_BASE_URL": public,
                       "CDS_TRUSTED_ISSUERS": [{"iss": ISSUER, "jwks": keys.jwks()}],
                       "CDS_TRUSTED_ISSUERS_FILE": None, "LOAD_ARTIFACTS": True,
@@ -191,6 +202,8 @@ def main() -> None:
     stats.sort_stats("tottime").print_stats(args.top)
     if args.cumulative:
         stats.sort_stats("cumulative").print_stats(args.cumulative)
+    if args.callees:
+        stats.sort_stats("cumulative").print_callees(args.callees)
 
 
 if __name__ == "__main__":
