@@ -281,22 +281,36 @@ def system_type(value: Any) -> str | None:
     return None
 
 
+# (element type, namespace, name, exact) -> verdict: a FHIR element's type test depends on its type only, and
+# `entry.resource.ofType(X)` asks it of every resource of the record
+_node_verdicts: dict[tuple[str | None, str | None, str, bool], bool] = {}
+
+
+def _node_is_type(tname: str | None, namespace: str | None, name: str, exact: bool) -> bool:
+    if tname is None:
+        return False
+    if namespace == "System":
+        return False  # a FHIR element is no System value (R4 suite testType12/14)
+    if exact and tname in PRIMITIVES and name in PRIMITIVES:
+        # as()/ofType() take primitives by their exact type: a code is not taken as a string, though
+        # it `is` one (R4 suite testFHIRPathAsFunction11/16 and testFHIRPathIsFunction2)
+        return tname == name
+    if name in type_chain(tname):
+        return True
+    return tname == "BackboneElement" and name == "Element"
+
+
 def is_type(item: Any, namespace: str | None, name: str, exact: bool = False) -> bool:
     """`item is [namespace.]name`: FHIR elements by the FHIR type hierarchy (primitives exactly), System
     values by their System type (an unqualified lower-case primitive name also matches its System value)."""
     if type(item) is Node:
-        tname = item.type
-        if tname is None:
-            return False
-        if namespace == "System":
-            return False  # a FHIR element is no System value (R4 suite testType12/14)
-        if exact and tname in PRIMITIVES and name in PRIMITIVES:
-            # as()/ofType() take primitives by their exact type: a code is not taken as a string, though
-            # it `is` one (R4 suite testFHIRPathAsFunction11/16 and testFHIRPathIsFunction2)
-            return tname == name
-        if name in type_chain(tname):
-            return True
-        return tname == "BackboneElement" and name == "Element"
+        key = (item.type, namespace, name, exact)
+        verdict = _node_verdicts.get(key)
+        if verdict is None:
+            if len(_node_verdicts) > 50_000:
+                _node_verdicts.clear()
+            verdict = _node_verdicts[key] = _node_is_type(item.type, namespace, name, exact)
+        return verdict
     system = system_type(item)
     if system is None:
         return False

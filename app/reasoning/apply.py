@@ -297,7 +297,7 @@ class _Run:
         context: PatientContext,
         trigger: str | None,
         practitioner: Any,
-        needed: frozenset[str] | None = None,
+        needed: frozenset[str] | set[str] | None = None,
         eager_features: bool = False,
     ):
         self.kb = kb

@@ -438,7 +438,7 @@ class FeatureValues:
     asked for. `failures`, `failed`, `issues` and `timings_ms` name the features computed so far.
     """
 
-    def __init__(self, library: Artifact | None, context: PatientContext, scope: Scope):
+    def __init__(self, library: Artifact, context: PatientContext, scope: Scope):
         self.library = library
         self.context = context
         self.scope = scope
@@ -449,7 +449,7 @@ class FeatureValues:
     @classmethod
     def bare(cls, context: PatientContext) -> FeatureValues:
         """What an expression of an artifact without a Library sees: the patient context only."""
-        return cls(None, context, Scope.of(context.variables()))
+        return cls(None, context, Scope.of(context.variables()))  # type: ignore[arg-type]
 
     @property
     def issues(self) -> list[Issue]:
