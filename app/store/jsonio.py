@@ -58,7 +58,20 @@ def _default(value: Any) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    return orjson.dumps(value, default=_default)
+    try:
+        return orjson.dumps(value, default=_default)
+    except TypeError:  # an integer beyond 64 bits: JSON allows it and the parser keeps it exact
+        return orjson.dumps(_wide_ints_as_text(value), default=_default)
+
+
+def _wide_ints_as_text(value: Any) -> Any:
+    if type(value) is int and not -(2**63) <= value < 2**64:
+        return orjson.Fragment(str(value).encode())
+    if isinstance(value, dict):
+        return {k: _wide_ints_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_wide_ints_as_text(v) for v in value]
+    return value
 
 
 def plain(value: Any) -> Any:

@@ -46,3 +46,18 @@ def test_numbers_a_float_writes_back_unchanged_stay_floats():
 def test_malformed_json_is_a_decode_error(raw):
     with pytest.raises(orjson.JSONDecodeError):
         jsonio.loads(raw)
+
+
+def test_integers_beyond_64_bits_are_written_back_with_their_digits():
+    raw = b'{"a": 123456789012345678901234567890, "b": [-98765432109876543210987], "c": 1.50}'
+    expected = b'{"a":123456789012345678901234567890,"b":[-98765432109876543210987],"c":1.50}'
+    assert jsonio.dumps(jsonio.loads(raw)) == expected
+
+
+def test_a_stored_decimal_beyond_64_bits_keeps_its_digits(fhir):
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "count"},
+           "valueQuantity": {"value": 123456789012345678901234567890}}
+    created = fhir.post("Observation", obs)
+    assert created.status_code == 201, created.get_json()
+    read = fhir.get(f"Observation/{created.get_json()['id']}")
+    assert b'"value":123456789012345678901234567890' in read.data
