@@ -108,8 +108,8 @@ def raw_limit(bodies: list[tuple[str, bytes, int]]) -> tuple[int, float]:
 
 
 def raw_limit_postgres(bodies: list[tuple[str, bytes, int]], url: str) -> tuple[int, float]:
-    """The raw limit on PostgreSQL: JSON parse + one multi-row insert per table per bundle (psycopg's
-    executemany, pipelined), one transaction per bundle, index rows computed beforehand. No HTTP."""
+    """The raw limit on PostgreSQL: JSON parse + one COPY per table per bundle (as the store writes), one
+    transaction per bundle, index rows computed beforehand. No HTTP."""
     import psycopg
     from sqlalchemy import create_engine
 
@@ -121,27 +121,27 @@ def raw_limit_postgres(bodies: list[tuple[str, bytes, int]], url: str) -> tuple[
     schema.metadata.create_all(engine)
     engine.dispose()
     rows_by_bundle = [[extract(e["resource"]) for e in orjson.loads(body)["entry"]] for _, body, _ in bodies]
-    sql_idx = {k: f"INSERT INTO {t.name} VALUES ({', '.join(['%s'] * len(t.columns))})"
-               for k, t in schema.INDEX_TABLES.items()}
     n = 0
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
         started = time.perf_counter()
         for (_, body, _), pre in zip(bodies, rows_by_bundle, strict=True):
             doc = orjson.loads(body)
             res_rows = []
-            idx: dict[str, list] = {k: [] for k in sql_idx}
+            idx: dict[str, list] = {k: [] for k in schema.INDEX_TABLES}
             for rows, entry in zip(pre, doc["entry"], strict=True):
                 n += 1
                 resource = entry["resource"]
                 res_id = entry.get("fullUrl", "").rsplit(":", 1)[-1] or str(n)
                 res_rows.append((n, resource["resourceType"], res_id, 1, 0.0, False, orjson.dumps(resource).decode()))
-                for kind in sql_idx:
+                for kind in idx:
                     idx[kind].extend((n, resource["resourceType"], *v) for v in getattr(rows, kind))
             with conn.transaction(), conn.cursor() as cur:
-                cur.executemany("INSERT INTO resources VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)", res_rows)
-                for kind, rows in idx.items():
+                tables = [(schema.resources, res_rows), *((schema.INDEX_TABLES[k], r) for k, r in idx.items())]
+                for table, rows in tables:
                     if rows:
-                        cur.executemany(sql_idx[kind], rows)
+                        with cur.copy(f"COPY {table.name} FROM STDIN") as copy:
+                            for row in rows:
+                                copy.write_row(row)
         elapsed = time.perf_counter() - started
     engine = create_engine(url)
     schema.metadata.drop_all(engine)

@@ -1,23 +1,15 @@
 """FHIR JSON in and out without losing decimal precision: `1.50` stays `1.50` (FHIR decimals are exact).
 
-Most bodies hold no decimal whose text a float would change; they take orjson's fast path. A body that
-does is parsed again with the standard library, and each such number becomes a `FHIRDecimal`: a float
-for every computation (validation, search indexing, FHIRPath) that remembers its exact text, which
-`dumps` writes back verbatim.
+The parser hands every number with a fraction or an exponent over as its text; one whose text a float would
+change becomes a `FHIRDecimal`: a float for every computation (validation, search indexing, FHIRPath) that
+remembers its exact text, which `dumps` writes back verbatim.
 """
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
 
 import msgspec
 import orjson
-
-# A JSON number with a fraction or an exponent, where JSON puts a value: after `:`, `[` or `,`, and before
-# `,`, `}` or `]`. The delimiters keep out digits inside strings (ids such as `…-31e4-…`), so bodies of ids
-# and dates alone take the fast path; a string that still looks like this is caught by the count below.
-_NUMBER = re.compile(rb"[:\[,]\s*(-?\d+\.\d+(?:[eE][+-]?\d+)?|-?\d+[eE][+-]?\d+)(?=\s*[,}\]])")
 
 
 class FHIRDecimal(float):
@@ -31,78 +23,32 @@ class FHIRDecimal(float):
         return value
 
 
-def _number(text: str) -> float:
+_INF = float("inf")
+
+
+def _float_literal(text: str) -> float:
+    """A JSON number with a fraction or an exponent, as the parser met it: a float, or a FHIRDecimal when the
+    float would write it back differently."""
     value = float(text)
+    if value in (_INF, -_INF):
+        raise ValueError(f"the number {text[:40]} is out of range")
     return value if repr(value) == text else FHIRDecimal(text)
 
-
-def _exact_texts(raw: bytes) -> tuple[dict[float, str], dict[float, int]]:
-    """(float -> its one exact text, for numbers whose text a float would change; float -> how many tokens)."""
-    texts: dict[float, set[str]] = {}
-    counts: dict[float, int] = {}
-    inexact: set[float] = set()
-    for m in _NUMBER.finditer(raw):
-        token = m.group(1).decode()
-        try:
-            number = float(token)
-        except ValueError:
-            continue
-        texts.setdefault(number, set()).add(token)
-        counts[number] = counts.get(number, 0) + 1
-        if repr(number) != token:
-            inexact.add(number)
-    return {n: next(iter(texts[n])) if len(texts[n]) == 1 else "" for n in inexact}, counts
-
-
-def _with_decimals(value: Any, exact: dict[float, str], counts: dict[float, int]) -> bool:
-    """Every float of `value` with an entry in `exact` replaced in place by its FHIRDecimal; False when a float
-    cannot be told from another (one value written two ways, or a count that differs from the tokens')."""
-    if any(text == "" for text in exact.values()):
-        return False
-    seen: dict[float, int] = dict.fromkeys(exact, 0)
-    stack: list[Any] = [value]
-    pop, push = stack.pop, stack.append
-    while stack:
-        node = pop()
-        items = node.items() if type(node) is dict else enumerate(node)
-        for key, item in items:
-            kind = type(item)
-            if kind is dict or kind is list:
-                push(item)
-            elif kind is float and item in seen:
-                seen[item] += 1
-                node[key] = FHIRDecimal(exact[item])
-    return all(seen[n] == counts[n] for n in seen)
-
-
-# msgspec builds the Python objects straight from the bytes: its peak memory is the tree itself. orjson first
-# builds a document of its own (a 4.6 MB Synthea bundle: 69 MB at the peak for a 14 MB tree), and a worker
-# keeps that high-water mark. Both are strict (UTF-8, no NaN, no trailing data).
-_decoder = msgspec.json.Decoder()
-
-
-def _parse(raw: bytes) -> Any:
-    try:
-        return _decoder.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise orjson.JSONDecodeError(str(exc), "", 0) from None
-    except RecursionError:
-        raise orjson.JSONDecodeError("JSON nested too deeply", "", 0) from None
+# msgspec builds the Python objects straight from the bytes (its peak memory is the tree itself; orjson first
+# builds a document of its own: 69 MB at the peak for the 14 MB tree of a 4.6 MB Synthea bundle, a high-water
+# mark a worker keeps) and hands every number with a fraction or exponent to the hook as its text. It is as
+# strict as orjson: UTF-8, no NaN, no trailing data.
+_decoder = msgspec.json.Decoder(float_hook=_float_literal)
 
 
 def loads(raw: bytes) -> Any:
     """Parse a request body; raises orjson.JSONDecodeError (a ValueError) on malformed JSON."""
-    value = _parse(raw)
-    exact, counts = _exact_texts(raw)
-    if not exact:
-        return value
-    if isinstance(value, (dict, list)) and _with_decimals(value, exact, counts):
-        return value
-    del value
-    try:  # ambiguous: the standard library's parser sees every number's own text
-        return json.loads(raw, parse_float=_number)
-    except RecursionError:  # nested beyond any valid resource: the depth check refuses it
-        return _parse(raw)
+    try:
+        return _decoder.decode(raw)
+    except ValueError as exc:  # msgspec.DecodeError, or a number out of range
+        raise orjson.JSONDecodeError(str(exc), "", 0) from None
+    except RecursionError:
+        raise orjson.JSONDecodeError("JSON nested too deeply", "", 0) from None
 
 
 def _default(value: Any) -> Any:
@@ -112,7 +58,20 @@ def _default(value: Any) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    return orjson.dumps(value, default=_default)
+    try:
+        return orjson.dumps(value, default=_default)
+    except TypeError:  # an integer beyond 64 bits: JSON allows it and the parser keeps it exact
+        return orjson.dumps(_wide_ints_as_text(value), default=_default)
+
+
+def _wide_ints_as_text(value: Any) -> Any:
+    if type(value) is int and not -(2**63) <= value < 2**64:
+        return orjson.Fragment(str(value).encode())
+    if isinstance(value, dict):
+        return {k: _wide_ints_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_wide_ints_as_text(v) for v in value]
+    return value
 
 
 def plain(value: Any) -> Any:
