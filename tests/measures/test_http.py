@@ -94,7 +94,8 @@ def test_all_measures_of_a_variant_at_once_and_stored_reports_are_searchable(ser
     r = client.get(f"/fhir/Measure/$evaluate-measure?{PERIOD}&variant=skane&persist=true", headers=bearer(admin))
     assert r.status_code == 200, r.get_json()
     bundle = r.get_json()
-    assert bundle["type"] == "collection" and bundle["total"] == 23  # the 21 of Sweden and Skåne, SE-1 and Q9 influence on treatment
+    # the 21 of Sweden and Skåne, SE-1 and Q9 influence on treatment
+    assert bundle["type"] == "collection" and bundle["total"] == 23
     assert all(e["resource"]["id"] for e in bundle["entry"])
     found = client.get("/fhir/MeasureReport?measure=https://lbp-pathway.org/fhir/Measure/q6-sick-leave-m544-m545",
                        headers=bearer(admin)).get_json()

@@ -230,7 +230,8 @@ def test_submit_for_a_patient_not_in_the_record_stores_nothing(web_app, web, tok
 
 
 def test_the_clinician_forms_are_the_referral_template_rehabilitation_plan_and_discharge_letter():
-    assert CLINICIAN_FORMS == ["discharge-letter", "orthopaedic-referral", "referral-midtjylland", "rehabilitation-plan"]
+    assert CLINICIAN_FORMS == ["discharge-letter", "orthopaedic-referral", "referral-midtjylland",
+                               "rehabilitation-plan"]
 
 
 @pytest.mark.parametrize("qid", CLINICIAN_FORMS)
