@@ -3,8 +3,8 @@ on one it is not (the seed-coverage rows of docs/coverage.md)."""
 from __future__ import annotations
 
 from tests.cds.orders import service_request
-from tests.cds.patients import SCT, Record
-from tests.cds.test_pathway_content import cards, suggestion_labels, treated
+from tests.cds.patients import SCT, Record, ago
+from tests.cds.test_pathway_content import cards, intake, suggestion_labels, treated
 
 INTERVENTION = "https://lbp-pathway.org/fhir/CodeSystem/lbp-intervention"
 MRI_TYPE = "https://lbp-pathway.org/fhir/CodeSystem/lbp-mri-type"
@@ -98,3 +98,127 @@ def test_a_complete_mri_order_in_primary_care_is_replaced_by_the_mr_overview(cds
     assert not _has(cards(cds, "skane", "order-select", record, [generic]), SK7)
     # the national variant has no MRÖ: no such card
     assert not _has(cards(cds, "se", "order-select", record, [full]), SK7)
+
+
+# ------------------------------------------------------------------ SK-2 / SE-6: smoking, lifestyle habits
+LOINC = "http://loinc.org"
+SMOKING = "Rökning registrerad"
+
+
+def _smoking_status(record: Record, code: str, days_ago: int = 10) -> Record:
+    record.resources.append({"resourceType": "Observation", "id": record._id("smoking"), "status": "final",
+                             "code": {"coding": [{"system": LOINC, "code": "72166-2"}]}, "subject": record.subject(),
+                             "effectiveDateTime": ago(days_ago),
+                             "valueCodeableConcept": {"coding": [{"system": SCT, "code": code}]}})
+    return record
+
+
+def test_a_smoker_in_skane_is_offered_smoking_cessation(cds):
+    smoker = _smoking_status(Record("sk2-smoker", 40).lbp(28).red_flags().screening("low").nrs(5), "77176002")
+    found = cards(cds, "skane", "patient-view", smoker)
+    assert _has(found, SMOKING) and "Rökavvänjning" in suggestion_labels(found), summaries(found)
+    # a coded tobacco diagnosis counts too; a later 'never smoked' answer, or no answer at all, does not
+    coded = Record("sk2-f17", 40).lbp(28).condition("F17.2").red_flags().screening("low").nrs(5)
+    assert _has(cards(cds, "skane", "patient-view", coded), SMOKING)
+    quit_ = _smoking_status(_smoking_status(Record("sk2-quit", 40).lbp(28).red_flags().screening("low").nrs(5),
+                                            "77176002", 300), "8517006", 5)
+    assert not _has(cards(cds, "skane", "patient-view", quit_), SMOKING)
+    assert not _has(cards(cds, "skane", "patient-view", Record("sk2-none", 40).lbp(28).red_flags()), SMOKING)
+
+
+def test_the_national_variant_offers_lifestyle_support_for_long_lasting_complex_pain(cds):
+    smoker = _smoking_status(treated("se6-complex", 7, 7, risk="high"), "449868002")
+    found = cards(cds, "se", "patient-view", smoker)
+    assert "Rökavvänjning" in suggestion_labels(found), summaries(found)
+    # short pain: no complex long-lasting pain, no lifestyle card in the national variant
+    short = _smoking_status(Record("se6-short", 40).lbp(28).red_flags().screening("low").nrs(5), "449868002")
+    assert "Rökavvänjning" not in suggestion_labels(cards(cds, "se", "patient-view", short))
+    # in Skåne both apply at once: one card
+    both = cards(cds, "skane", "patient-view", smoker)
+    assert sum("Rökavvänjning" == label for label in suggestion_labels(both)) == 1, summaries(both)
+
+
+# ------------------------------------------------------------------ SK-3 / X-10: CBT (psychologist) or MMS
+def test_not_restored_after_physiotherapy_is_offered_cbt_with_a_psychologist_or_mms(cds):
+    found = cards(cds, "skane", "patient-view", treated("sk3-failing", 7, 7))
+    labels = suggestion_labels(found)
+    assert {"KBT hos psykolog", "Multimodal smärtbehandling (MMS)"} <= set(labels), labels
+    cbt = next(s for c in found for s in c.get("suggestions", []) if s["label"] == "KBT hos psykolog")
+    request = cbt["actions"][0]["resource"]
+    assert request["performerType"]["coding"][0]["code"] == "59944000"
+    assert "KBT hos psykolog" not in suggestion_labels(cards(cds, "skane", "patient-view", treated("sk3-better", 7, 2)))
+
+
+# ------------------------------------------------------------------ T6b: BackUpp's MRÖ at 4–6 weeks
+def _backupp(pid: str, age: int) -> Record:
+    # 5 weeks of pain and of physiotherapy, no improvement: before Skåne's 6-week I2
+    record = Record(pid, age).lbp(35).red_flags(days_ago=35).screening("low").physiotherapy(35).nrs(7, 35).nrs(7, 2)
+    return intake(record, 35, sick_leave=False)
+
+
+def test_backupp_offers_the_mr_overview_after_four_weeks_without_improvement(cds):
+    found = cards(cds, "skane", "patient-view", _backupp("t6b-included", 45))
+    assert "MR-översikt ländrygg (MRÖ)" in suggestion_labels(found), summaries(found)
+    # a 70-year-old is outside BackUpp: Skåne's own I2 waits for six weeks
+    older = cards(cds, "skane", "patient-view", _backupp("t6b-older", 70))
+    assert not any(c["summary"].startswith("BackUpp: MR-översikt") for c in older), summaries(older)
+
+
+# ------------------------------------------------------------------ SK-11: HAD / MADRS for patients at risk
+OBS = "https://lbp-pathway.org/fhir/CodeSystem/lbp-observation"
+
+
+def test_a_high_risk_patient_in_skane_is_prompted_for_depression_and_anxiety_screening(cds):
+    record = Record("sk11-risk", 40).lbp(28).red_flags().screening("high").nrs(6)
+    found = cards(cds, "skane", "patient-view", record)
+    assert any("HAD eller MADRS" in c["summary"] + c.get("detail", "") for c in found), summaries(found)
+    assert not any("HAD eller MADRS" in c["summary"] + c.get("detail", "") for c in cards(cds, "se", "patient-view", record))
+    record.resources.append({"resourceType": "Observation", "id": "sk11-hads", "status": "final",
+                             "code": {"coding": [{"system": OBS, "code": "hads-depression"}]},
+                             "subject": record.subject(), "effectiveDateTime": ago(3), "valueInteger": 6})
+    again = cards(cds, "skane", "patient-view", record)
+    assert not any("HAD eller MADRS" in c["summary"] + c.get("detail", "") for c in again), summaries(again)
+
+
+# ------------------------------------------------------------------ S2 / SK-17: Skåne's primary treatment for subacute pain
+def test_subacute_pain_in_skane_gets_the_primary_treatment_content_on_the_basic_treatment_card(cds):
+    subacute = Record("s2-subacute", 40).lbp(28).red_flags().screening("low").nrs(5)
+    found = cards(cds, "skane", "patient-view", subacute)
+    text = " ".join(c["summary"] + c.get("detail", "") for c in found)
+    assert "ryggsim" in text and "ergonomi och anatomi" in text, summaries(found)
+    acute = Record("s2-acute", 40).lbp(10).red_flags().screening("low").nrs(5)
+    assert "ryggsim" not in " ".join(c.get("detail", "") for c in cards(cds, "skane", "patient-view", acute))
+    assert "ryggsim" not in " ".join(c.get("detail", "") for c in cards(cds, "se", "patient-view", subacute))
+
+
+# ------------------------------------------------------------------ SK-4: a named permanent care contact
+def test_skane_asks_for_a_permanent_care_contact_at_the_start(cds):
+    record = Record("sk4-none", 40).lbp(28).red_flags().screening("low").nrs(5)
+    text = " ".join(c["summary"] + c.get("detail", "") for c in cards(cds, "skane", "patient-view", record))
+    assert "fast vårdkontakt" in text
+    named = Record("sk4-gp", 40).lbp(28).red_flags().screening("low").nrs(5)
+    named.resources[0]["generalPractitioner"] = [{"reference": "Practitioner/gp-1"}]
+    text = " ".join(c["summary"] + c.get("detail", "") for c in cards(cds, "skane", "patient-view", named))
+    assert "fast vårdkontakt" not in text
+
+
+# ------------------------------------------------------------------ SE-5: Vårdförlopp Smärta – långvarig
+def test_long_lasting_complex_pain_without_surgical_pathology_names_the_long_term_pain_pathway(cds):
+    found = cards(cds, "se", "patient-view", treated("se5-complex", 7, 7, risk="high"))
+    assert any("Vårdförlopp Smärta – långvarig" in c["summary"] + c.get("detail", "") for c in found), summaries(found)
+    low = cards(cds, "se", "patient-view", treated("se5-low-risk", 7, 7))
+    assert not any("Vårdförlopp Smärta – långvarig" in c["summary"] + c.get("detail", "") for c in low)
+
+
+# ------------------------------------------------------------------ SE-7: physiotherapist, chiropractor or naprapath
+def test_basic_treatment_offers_physiotherapist_chiropractor_or_naprapath(cds):
+    found = cards(cds, "se", "patient-view", Record("se7", 40).lbp(28).red_flags().screening("low").nrs(5))
+    by_label = {s["label"]: s for c in found for s in c.get("suggestions", [])}
+    performers = {label: by_label[label]["actions"][0]["resource"]["performerType"]["coding"][0]["code"]
+                  for label in ("Fysioterapeutisk bedömning", "Alternativt: legitimerad kiropraktor",
+                                "Alternativt: legitimerad naprapat")}
+    assert performers == {"Fysioterapeutisk bedömning": "36682004",
+                          "Alternativt: legitimerad kiropraktor": "3842006",
+                          "Alternativt: legitimerad naprapat": "naprapath"}, performers
+    started = Record("se7-started", 40).lbp(28).red_flags().screening("low").nrs(5).physiotherapy(5)
+    assert "Alternativt: legitimerad naprapat" not in suggestion_labels(cards(cds, "se", "patient-view", started))
