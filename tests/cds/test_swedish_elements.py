@@ -27,7 +27,7 @@ def test_the_add_on_card_offers_manual_therapy_acupuncture_and_tens(cds):
     assert "Akupunktur" not in suggestion_labels(helped)
 
 
-# ------------------------------------------------------------------ B5: not routinely traction, corset, insoles, ultrasound
+# ------------------------------------------------------------ B5: not routinely traction, corset, insoles, ultrasound
 B5 = "Traktion, korsett, skoinlägg och ultraljud bör ej rutinmässigt"
 
 
@@ -38,7 +38,8 @@ def test_a_corset_order_gets_the_not_routinely_card_with_a_remove_suggestion(cds
     card = next(c for c in found if c["summary"].startswith(B5))
     assert card["indicator"] == "warning"
     actions = [a for s in card["suggestions"] for a in s["actions"]]
-    assert any(a["type"] == "delete" and a["resourceId"] in ("ServiceRequest/corset-1", "corset-1") for a in actions), actions
+    deleted = [a["resourceId"] for a in actions if a["type"] == "delete"]
+    assert deleted and deleted[0] in ("ServiceRequest/corset-1", "corset-1"), actions
     # an ordinary physiotherapy order is no such treatment
     physio = service_request("physio-1", record.pid, SCT, "91251008")
     assert not _has(cards(cds, "se", "order-select", record, [physio]), B5)
@@ -53,7 +54,7 @@ def test_traction_is_left_to_judgement_for_radicular_leg_pain(cds):
     assert not _has(cards(cds, "skane", "order-sign", radicular, [traction]), B5)
 
 
-# ------------------------------------------------------------------ SE-4: basic treatment goes on while the referral waits
+# ------------------------------------------------------------ SE-4: basic treatment goes on while the referral waits
 SE4 = "Remiss till specialiserad vård: grundbehandlingen fortsätter"
 
 
@@ -81,7 +82,7 @@ def test_in_skane_the_continuation_joins_the_referral_template_card(cds):
     assert "Fortsatt individanpassad och handledd träning" in suggestion_labels(found)
 
 
-# ------------------------------------------------------------------ SK-7: MRÖ by primary care, complete MR by orthopaedics
+# ------------------------------------------------------------ SK-7: MRÖ by primary care, complete MR by orthopaedics
 SK7 = "Primärvården beställer MRÖ"
 
 
@@ -172,7 +173,8 @@ def test_a_high_risk_patient_in_skane_is_prompted_for_depression_and_anxiety_scr
     record = Record("sk11-risk", 40).lbp(28).red_flags().screening("high").nrs(6)
     found = cards(cds, "skane", "patient-view", record)
     assert any("HAD eller MADRS" in c["summary"] + c.get("detail", "") for c in found), summaries(found)
-    assert not any("HAD eller MADRS" in c["summary"] + c.get("detail", "") for c in cards(cds, "se", "patient-view", record))
+    national = cards(cds, "se", "patient-view", record)
+    assert not any("HAD eller MADRS" in c["summary"] + c.get("detail", "") for c in national)
     record.resources.append({"resourceType": "Observation", "id": "sk11-hads", "status": "final",
                              "code": {"coding": [{"system": OBS, "code": "hads-depression"}]},
                              "subject": record.subject(), "effectiveDateTime": ago(3), "valueInteger": 6})
@@ -180,7 +182,7 @@ def test_a_high_risk_patient_in_skane_is_prompted_for_depression_and_anxiety_scr
     assert not any("HAD eller MADRS" in c["summary"] + c.get("detail", "") for c in again), summaries(again)
 
 
-# ------------------------------------------------------------------ S2 / SK-17: Skåne's primary treatment for subacute pain
+# ------------------------------------------------------------ S2 / SK-17: Skåne's primary treatment for subacute pain
 def test_subacute_pain_in_skane_gets_the_primary_treatment_content_on_the_basic_treatment_card(cds):
     subacute = Record("s2-subacute", 40).lbp(28).red_flags().screening("low").nrs(5)
     found = cards(cds, "skane", "patient-view", subacute)
@@ -222,3 +224,42 @@ def test_basic_treatment_offers_physiotherapist_chiropractor_or_naprapath(cds):
                           "Alternativt: legitimerad naprapat": "naprapath"}, performers
     started = Record("se7-started", 40).lbp(28).red_flags().screening("low").nrs(5).physiotherapy(5)
     assert "Alternativt: legitimerad naprapat" not in suggestion_labels(cards(cds, "se", "patient-view", started))
+
+
+# ------------------------------------------------------------------ X-3 / X-12 / BU-3: who takes part
+PARTICIPANT = "https://lbp-pathway.org/fhir/CodeSystem/lbp-participant"
+
+
+def _conference_patient(pid: str, sick_leave: bool) -> Record:
+    record = Record(pid, 45).lbp(30).red_flags(days_ago=25).screening("low").nrs(6, 25).nrs(6, 2)
+    answers = {"sick_leave": True, "sick_leave_weeks": 3} if sick_leave else {"sick_leave": False}
+    return intake(record, 25, **answers)
+
+
+def _roles(suggestion: dict) -> set[str]:
+    request = suggestion["actions"][0]["resource"]
+    team_ref = request["performer"][0]["reference"]
+    team = next(r for r in request["contained"] if f"#{r['id']}" == team_ref)
+    assert team["resourceType"] == "CareTeam"
+    return {c["code"] for p in team["participant"] for r in p["role"] for c in r["coding"]}
+
+
+def test_the_team_conference_names_its_participants_and_the_agencies_with_sick_leave(cds):
+    plain = cards(cds, "skane", "patient-view", _conference_patient("x3-plain", False))
+    conference = next(s for c in plain for s in c.get("suggestions", []) if s["label"] == "Planera teamkonferens")
+    assert _roles(conference) == {"309343006", "36682004"}
+    sick = cards(cds, "skane", "patient-view", _conference_patient("x3-sick", True))
+    labels = suggestion_labels(sick)
+    assert "Planera teamkonferens" not in labels, labels
+    conference = next(s for c in sick for s in c.get("suggestions", [])
+                      if s["label"].startswith("Planera teamkonferens med Försäkringskassan"))
+    assert _roles(conference) == {"309343006", "36682004", "forsakringskassan", "arbetsformedlingen", "employer"}
+
+
+def test_sick_leave_offers_the_work_contact_with_coded_parties(cds):
+    sick = cards(cds, "skane", "patient-view", _conference_patient("x12-sick", True))
+    contact = next(s for c in sick for s in c.get("suggestions", [])
+                   if s["label"].startswith("Kontakt med arbetsgivare"))
+    assert _roles(contact) == {"employer", "arbetsformedlingen"}
+    working = cards(cds, "skane", "patient-view", _conference_patient("x12-working", False))
+    assert not any(label.startswith("Kontakt med arbetsgivare") for label in suggestion_labels(working))
