@@ -132,7 +132,9 @@ NOT_COMPUTABLE_ELEMENTS: list[tuple[str, str, str]] = [
     ("SK-6", "Sick leave per the national insurance-medicine guidance (FMB)",
      "Sick-leave certificates and the FMB guidance are outside the data contract and the seeds."),
     ("SK-9", "Emergency departments follow the programme",
-     "The ordering unit is not part of a CDS Hooks request the rules read; order-time rules apply to every orderer."),
+     "The ordering unit is not in what the service reads: the prefetch holds no Encounter and a draft order's "
+     "encounter reference carries no class, so an emergency visit cannot be told apart; the order-time rules (I6, R0, "
+     "RN1–RN7, the referral template) apply to every orderer, the emergency department included."),
     ("Q3", "National patient survey via 1177's form service", "Collected outside the journal, by 1177."),
     ("Q9e", "Patient and staff satisfaction (target 90 %)", "BackUpp names no instrument for satisfaction."),
     ("BU-1", "Actions at set time points of the rehabilitation chain",

@@ -263,3 +263,36 @@ def test_sick_leave_offers_the_work_contact_with_coded_parties(cds):
     assert _roles(contact) == {"employer", "arbetsformedlingen"}
     working = cards(cds, "skane", "patient-view", _conference_patient("x12-working", False))
     assert not any(label.startswith("Kontakt med arbetsgivare") for label in suggestion_labels(working))
+
+
+# ------------------------------------------------------------ SE-12: VAS as an alternative, the final-visit rating
+def _vas(record: Record, value: int) -> Record:
+    record.resources.append({"resourceType": "Observation", "id": record._id("vas"), "status": "final",
+                             "code": {"coding": [{"system": OBS, "code": "vas-pain"}]}, "subject": record.subject(),
+                             "effectiveDateTime": ago(1), "valueInteger": value})
+    return record
+
+
+def test_a_vas_rating_is_a_pain_rating(cds):
+    missing = "Ingen smärtskattning"
+    unrated = Record("se12-unrated", 40).lbp(28).red_flags().screening("low")
+    assert _has(cards(cds, "se", "patient-view", unrated), missing)
+    rated = _vas(Record("se12-vas", 40).lbp(28).red_flags().screening("low"), 5)
+    assert not _has(cards(cds, "se", "patient-view", rated), missing)
+
+
+def _final_rating(record: Record) -> Record:
+    record.resources.append({"resourceType": "QuestionnaireResponse", "id": record._id("qr-nrs"),
+                             "questionnaire": "https://lbp-pathway.org/fhir/Questionnaire/nrs-pain",
+                             "status": "completed", "subject": record.subject(), "authored": ago(1),
+                             "item": [{"linkId": "occasion", "answer": [{"valueCoding": {
+                                 "system": "https://lbp-pathway.org/fhir/CodeSystem/lbp-measurement-occasion",
+                                 "code": "final-visit"}}]}, {"linkId": "nrs", "answer": [{"valueInteger": 2}]}]})
+    return record
+
+
+def test_a_clear_improvement_asks_for_the_final_visit_rating_until_it_is_recorded(cds):
+    final = "Tydlig förbättring: registrera NRS smärta"
+    assert _has(cards(cds, "se", "patient-view", treated("se12-better", 7, 2)), final)
+    assert not _has(cards(cds, "se", "patient-view", _final_rating(treated("se12-rated", 7, 2))), final)
+    assert not _has(cards(cds, "se", "patient-view", treated("se12-same", 7, 7)), final)
