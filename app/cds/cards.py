@@ -191,6 +191,27 @@ def _detail(action: Mapping[str, Any], ctx: CardContext, primary: str | None) ->
     return detail.strip()
 
 
+def _local_references(resource: Any, ctx: CardContext) -> list[dict[str, Any]]:
+    """The resources made by $apply that `resource` references as '#id' (e.g. a team conference's CareTeam)."""
+    found: list[dict[str, Any]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            reference = node.get("reference")
+            if isinstance(reference, str) and reference.startswith("#") and reference in ctx.contained:
+                target = ctx.contained[reference]
+                if target not in found:
+                    found.append(target)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(resource)
+    return found
+
+
 def _leaf_actions(child: Mapping[str, Any], ctx: CardContext, primary: str | None) -> list[dict[str, Any]]:
     """The CDS actions of one suggestion: this child's own request or target, then its sub-actions'."""
     out: list[dict[str, Any]] = []
@@ -202,6 +223,10 @@ def _leaf_actions(child: Mapping[str, Any], ctx: CardContext, primary: str | Non
             resource = ctx.contained.get(reference)
             if resource is not None:
                 created = {k: v for k, v in resource.items() if k != "id"}
+                carried = _local_references(created, ctx)
+                if carried:
+                    # the card's resource stands alone: it takes the contained resources it references along
+                    created["contained"] = carried
                 if created.get("intent") == "option":
                     # "option" only means something inside a RequestGroup; accepted, it is a proposal
                     created["intent"] = "proposal"

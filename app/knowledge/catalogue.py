@@ -127,16 +127,14 @@ NOT_COMPUTABLE_ELEMENTS: list[tuple[str, str, str]] = [
      "An examination finding with no code in the data contract; stated on the patient information page."),
     ("YF1–3", "Yellow-flag domains (emotional, cognitive, behavioural)",
      "Clinical judgement in conversation; the screening risk (STarT Back, ÖMPSQ-SF) is the computable proxy."),
-    ("SK-4", "A 'fast vårdkontakt' in primary care", "An organisational role, not a fact in the patient record."),
     ("SK-5", "Standardised physiotherapy examination (MDT, OMI, OMT)",
      "Examination methods of the physiotherapist; no code for them in the data contract."),
     ("SK-6", "Sick leave per the national insurance-medicine guidance (FMB)",
      "Sick-leave certificates and the FMB guidance are outside the data contract and the seeds."),
     ("SK-9", "Emergency departments follow the programme",
-     "The ordering unit is not part of a CDS Hooks request the rules read; order-time rules apply to every orderer."),
-    ("SK-11", "Depression and anxiety screening with HAD or MADRS",
-     "The instruments' texts are licensed and not among the seeds; a journal's own HAD/MADRS result could be read "
-     "once its codes are agreed."),
+     "The ordering unit is not in what the service reads: the prefetch holds no Encounter and a draft order's "
+     "encounter reference carries no class, so an emergency visit cannot be told apart; the order-time rules (I6, R0, "
+     "RN1–RN7, the referral template) apply to every orderer, the emergency department included."),
     ("Q3", "National patient survey via 1177's form service",
      "Collected outside the journal, by 1177's form service; the answers never reach the record the service reads. "
      "The region's indicator report lists Q3 with this reason."),
@@ -158,7 +156,16 @@ NOT_COMPUTABLE_ELEMENTS: list[tuple[str, str, str]] = [
      "Register data (the Swedish spine register) outside the journal, and the register's indicators are not named in "
      "the seeds."),
     ("SE-6", "Generic rehabilitation and insurance-medicine model; lifestyle support",
-     "Other national knowledge support, not among the seeds."),
+     "The generic model for rehabilitation, habilitation and insurance medicine is other national knowledge support, "
+     "not among the seeds; the lifestyle part (smoking cessation for long-lasting complex pain) is a rule."),
+    ("S5", "1–4 % need only the initial actions; about 20 % go on to other knowledge support",
+     "A population estimate, not a rule about one patient; stated on the information pages."),
+    ("SE-3", "What a referral to specialised care should contain (national)",
+     "The national referral contents are in an appendix of the pathway document that is not among the seeds; the "
+     "Skåne template (Bilaga 2) serves the Skåne variant."),
+    ("SE-8", "Uniform information with 1177 and telephone advice",
+     "Whether 1177 and telephone advice say the same is not in a patient record; the information pages point to "
+     "1177 for the same self-care advice."),
 ]
 
 

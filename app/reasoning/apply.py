@@ -671,8 +671,21 @@ class _Run:
                         }
         if kind == "ServiceRequest":
             roles = [p["role"] for p in definition.get("participant", []) if p.get("role")]
-            if roles:
+            if len(roles) == 1:
                 resource["performerType"] = roles[0]
+            elif roles:
+                # several participants (a team conference): performerType holds one role, so the request names a
+                # CareTeam by role, contained beside it (a contained resource cannot contain others)
+                team: dict[str, Any] = {
+                    "resourceType": "CareTeam",
+                    "id": self.new_id(f"{definition.get('id', 'request')}-team"),
+                    "status": "proposed",
+                    "participant": [{"role": [role]} for role in roles],
+                }
+                if self.context.subject:
+                    team["subject"] = dict(self.context.subject)
+                self.contained.append(team)
+                resource["performer"] = [{"reference": f"#{team['id']}"}]
             if definition.get("bodySite"):
                 resource["bodySite"] = definition["bodySite"]
             if definition.get("quantity"):

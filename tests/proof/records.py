@@ -215,6 +215,8 @@ SOURCE_PLACES: dict[str, list[Place]] = {
 ALSO_HOLDS: dict[str, dict[str, Any]] = {
     # an MRI report concluding 'inconclusive' (SNOMED 419984006) dates the repeat-imaging indicator
     "lumbarMriInconclusiveDate": {"conclusionCode": [{"coding": [{"system": SCT, "code": "419984006"}]}]},
+    # a VAS pain rating counts only with its value (as NRS)
+    "vasPainObservations": {"valueInteger": 5},
 }
 
 HOOK_OF_SOURCE = {source: "patient-view" for source in SOURCE_PLACES} | {"selections": "order-sign"}

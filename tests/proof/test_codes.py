@@ -56,6 +56,10 @@ NOT_DECIDED_BY_THE_CODE = {
     ("draftedSpecialistReferralNonAcute", "eight-weeks-primary-sector"): "needs basic treatment under 8 weeks",
     ("draftedR0Referral", "referral-before-adequate-period"): "needs basic treatment recorded",
     ("draftedR0Referral", "referral-improvement-unknown"): "needs basic treatment recorded",
+    ("draftedR0Referral", "basic-treatment-continues-while-waiting"): "needs 6 weeks of treatment without improvement",
+    ("basicTreatmentProcedures", "long-term-pain-pathway"): "needs complex long-lasting pain without improvement",
+    ("basicTreatmentProcedures", "backupp-mri-after-4-weeks"): "needs 4 weeks of treatment without improvement",
+    ("tobaccoUse", "lifestyle-support-long-lasting-pain"): "needs complex long-lasting pain",
     ("basicTreatmentProcedures", "no-improvement-municipality-or-hospital"): "needs eight weeks in the primary sector "
                                                                               "without clear improvement",
     ("activeAddOnMedication", "add-on-without-effect-review"): "needs no clear improvement with persisting pain",

@@ -67,3 +67,42 @@ def test_backupp_conference_counts_from_inclusion(kb):  # noqa: F811
                              "item": [{"linkId": "sick-leave", "answer": [{"valueBoolean": False}]}]})
     t6 = deadlines(kb, "skane", record)["team-conference-day-28"]
     assert (t6["from"], t6["due"]) == (_day(25), _day(-3))
+
+
+def _orthopaedic_referral(record: Record, days_ago: int) -> dict:
+    referral = {"resourceType": "ServiceRequest", "id": f"{record.pid}-ortho", "status": "active", "intent": "order",
+                "subject": record.subject(), "authoredOn": ago(days_ago), "priority": "routine",
+                "code": {"coding": [{"system": "http://snomed.info/sct", "code": "183545006"}]}}
+    record.resources.append(referral)
+    return referral
+
+
+def _encounter(record: Record, days_ago: int, **more) -> None:
+    record.resources.append({"resourceType": "Encounter", "id": f"{record.pid}-enc-{days_ago}", "status": "finished",
+                             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                             "subject": record.subject(), "period": {"start": ago(days_ago)}, **more})
+
+
+def test_t4_orthopaedic_appointment_counts_from_the_referral_and_is_overdue_while_not_seen(kb):  # noqa: F811
+    record = Record("t4-waiting", 50).lbp(200).red_flags(days_ago=150).screening("low")
+    assert "orthopaedic-appointment-within-90-days" not in deadlines(kb, "skane", record)
+    _orthopaedic_referral(record, 100)
+    t4 = deadlines(kb, "skane", record)["orthopaedic-appointment-within-90-days"]
+    assert (t4["from"], t4["due"], t4["overdue"]) == (_day(100), _day(10), True)
+    assert "orthopaedic-appointment-within-90-days" not in deadlines(kb, "se", record)
+
+
+def test_t4_is_met_by_the_orthopaedic_visit(kb):  # noqa: F811
+    based_on = Record("t4-seen", 50).lbp(200).red_flags(days_ago=150).screening("low")
+    referral = _orthopaedic_referral(based_on, 100)
+    _encounter(based_on, 40, basedOn=[{"reference": f"ServiceRequest/{referral['id']}"}])
+    t4 = deadlines(kb, "skane", based_on)["orthopaedic-appointment-within-90-days"]
+    assert (t4["metOn"], t4["overdue"]) == (_day(40), False)
+    # an orthopaedic visit the journal does not link to the referral meets it too; a visit before the referral does not
+    by_service = Record("t4-service", 50).lbp(200).red_flags(days_ago=150).screening("low")
+    _orthopaedic_referral(by_service, 100)
+    orthopaedics = [{"coding": [{"system": "http://snomed.info/sct", "code": "394801008"}]}]
+    _encounter(by_service, 120, serviceType=orthopaedics[0])
+    assert "metOn" not in deadlines(kb, "skane", by_service)["orthopaedic-appointment-within-90-days"]
+    _encounter(by_service, 30, serviceType=orthopaedics[0])
+    assert deadlines(kb, "skane", by_service)["orthopaedic-appointment-within-90-days"]["metOn"] == _day(30)
