@@ -13,15 +13,16 @@ import ctypes
 import ctypes.util
 import gc
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 _lock = threading.Lock()
 _running = 0  # bulk writes of this process under way (the gthread workers run several requests at once)
 _gc_was_enabled = True
 
 
-def _load_malloc_trim():
+def _load_malloc_trim() -> Callable[[int], Any] | None:
     try:
         return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
     except (OSError, AttributeError):  # not glibc: nothing to return

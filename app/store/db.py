@@ -382,15 +382,18 @@ class Transaction:
             return
         # the DBAPI connection of this transaction: the rows are in the same transaction as everything else
         statement = ""
+        driver = self.conn.connection.driver_connection
+        dbapi = self.conn.dialect.dbapi
+        assert driver is not None and dbapi is not None
         try:
-            with self.conn.connection.driver_connection.cursor() as cur:
+            with driver.cursor() as cur:
                 for table, rows in tables:
                     if rows:
                         statement = f"COPY {table.name} ({', '.join(c.name for c in table.columns)}) FROM STDIN"
                         with cur.copy(statement) as copy:
                             for row in rows:
                                 copy.write_row(row)
-        except self.conn.dialect.dbapi.IntegrityError as exc:
+        except dbapi.IntegrityError as exc:
             # as SQLAlchemy reports it for a statement: the transaction answers 409 for a key taken concurrently
             raise IntegrityError(statement, None, exc) from exc
         self._new_rows = []

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import orjson
 import pytest
@@ -60,4 +61,4 @@ def test_a_stored_decimal_beyond_64_bits_keeps_its_digits(fhir):
     created = fhir.post("Observation", obs)
     assert created.status_code == 201, created.get_json()
     read = fhir.get(f"Observation/{created.get_json()['id']}")
-    assert b'"value":123456789012345678901234567890' in read.data
+    assert re.search(rb'"value": ?123456789012345678901234567890}', read.data)  # PostgreSQL writes a space
