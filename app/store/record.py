@@ -52,7 +52,7 @@ def compartment_page(store: Store, patient_id: str, params: Mapping[str, Sequenc
     ref, r = schema.idx_reference.c, schema.resources.c
     owners = select(ref.rid).where(
         ref.target_type == "Patient", ref.target_id == patient_id,
-        or_(*[and_(ref.res_type == t, ref.param.in_(list(names))) for t, names in params.items()]),
+        or_(*[and_(ref.res_type == t, ref.param.in_(_row_params(store, t, names))) for t, names in params.items()]),
     )
     conds: list[Any] = [r.rid.in_(owners), r.res_type.in_(list(params)), r.deleted.is_(False)]
     if since:
@@ -64,3 +64,14 @@ def compartment_page(store: Store, patient_id: str, params: Mapping[str, Sequenc
             .where(*conds).order_by(r.res_type, r.res_id).limit(count).offset(offset)
         ).all()
     return total, [Stored(row[0], row[1], row[2], row[3], False, _load_content(row[4]), rid=row[5]) for row in rows]
+
+
+def _row_params(store: Store, res_type: str, names: Sequence[str]) -> list[str]:
+    """The parameters whose index rows hold `names`' references: a derived one (`patient` =
+    `subject.where(resolve() is Patient)`) is stored under its source's rows; the compartment query asks for the
+    Patient target itself."""
+    out: set[str] = set()
+    for name in names:
+        stored = store.search_params.stored_as(res_type, name)
+        out.update(stored.params if stored is not None else (name,))
+    return sorted(out)
