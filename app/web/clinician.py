@@ -330,7 +330,8 @@ def pathway_view(patient_id: str, variant: str, lang: str) -> dict[str, Any] | N
     fields = _case_fields(kb, plan, record, patient, computed.features)
     actions = _actions_by_id(kb)
     step = status.get("step")
-    collect = _questionnaires_to_collect(kb, computed, lang)
+    asked = _questionnaires_to_collect(kb, computed, lang)
+    collect = [c for c in asked if not c["clinician"]]  # the patient's forms; the clinician's are listed apart
     chart = _progress_chart(kb, record, lang)
     clinical_lang = variants()[variant].language  # the patient link's language unless the clinician picks one
     next_step = _action_info(actions, step.get("because"), lang) if step else None
@@ -361,7 +362,7 @@ def pathway_view(patient_id: str, variant: str, lang: str) -> dict[str, Any] | N
         "missing": status.get("missing", []),
         "collect": collect,
         "others": _other_questionnaires(kb, {c["id"] for c in collect}, lang),
-        "clinician_forms": _clinician_forms(kb, lang),
+        "clinician_forms": _clinician_forms(kb, plan, lang, {c["id"]: c["because"] for c in asked if c["clinician"]}),
         **chart,
         "issues": status.get("issues", []),
         "today": status.get("date"),
@@ -590,12 +591,16 @@ def _recommendations(kb: Any, actions: dict[str, dict[str, Any]], status: Pathwa
 
 
 def _questionnaires_to_collect(kb: Any, status: PathwayStatus, lang: str) -> list[dict[str, Any]]:
+    """The forms the rules ask for, each marked whether the clinician fills it (never sent to the patient)."""
+    from .patient import clinician_form
+
     collect = []
     for c in status.collect:
         qid = c.questionnaire.rstrip("/").rsplit("/", 1)[-1].split("|")[0]
         questionnaire = kb.resolve(c.questionnaire, "Questionnaire") or {}
         title = translated(questionnaire, "title", lang, questionnaire.get("language")) or c.title or qid
-        collect.append({"id": qid, "title": title, "because": list(c.because)})
+        collect.append({"id": qid, "title": title, "because": list(c.because),
+                        "clinician": clinician_form(questionnaire)})
     return collect
 
 
@@ -609,13 +614,42 @@ def _other_questionnaires(kb: Any, offered: set[str], lang: str) -> list[dict[st
     return others
 
 
-def _clinician_forms(kb: Any, lang: str) -> list[dict[str, Any]]:
-    """The forms the clinician fills in (Questionnaires marked filled-by clinician), for the fill-in page."""
+def _clinician_forms(kb: Any, plan: Any, lang: str, asked: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """The forms the clinician fills in (Questionnaires marked filled-by clinician) that the variant's pathway
+    uses, for the fill-in page; `asked`: those the rules ask for now, with the rules that ask."""
     from .patient import clinician_form
 
-    forms = [{"id": q.get("id"), "title": translated(q, "title", lang, q.get("language")) or q.get("id")}
-             for q in kb.resources("Questionnaire") if clinician_form(q)]
-    return sorted(forms, key=lambda f: f["title"] or "")
+    used = kb.derived(("pathway-questionnaires", plan.label), lambda: _pathway_questionnaires(kb, plan.resource))
+    forms = [{"id": q.get("id"), "title": translated(q, "title", lang, q.get("language")) or q.get("id"),
+              "because": asked.get(str(q.get("id")), [])}
+             for q in kb.resources("Questionnaire") if clinician_form(q) and q.get("url") in used]
+    return sorted(forms, key=lambda f: (not f["because"], f["title"] or ""))
+
+
+def _pathway_questionnaires(kb: Any, plan: dict[str, Any]) -> frozenset[str]:
+    """The canonical URLs of the Questionnaires a pathway reaches through its PlanDefinitions and
+    ActivityDefinitions (not through the Library's expressions)."""
+    found: set[str] = set()
+    seen: set[str] = set()
+    stack: list[Any] = [plan]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str) and node.startswith(("http://", "https://")):
+            url = node.split("|", 1)[0]
+            if url in seen:
+                continue
+            seen.add(url)
+            target = kb.resolve(url)
+            kind = (target or {}).get("resourceType")
+            if kind == "Questionnaire":
+                found.add(url)
+            elif kind in ("PlanDefinition", "ActivityDefinition"):
+                stack.append(target)
+    return frozenset(found)
 
 
 def _progress_chart(kb: Any, record: list[dict[str, Any]], lang: str) -> dict[str, Any]:

@@ -211,7 +211,26 @@ def test_the_pathway_page_links_the_clinicians_forms(web, tokens, patient_id):
     forms = re.search(r'id="clinician-forms">(.*?)</section>', html, re.S).group(1)
     assert (f'href="/patients/{patient_id}/forms/orthopaedic-referral?variant=skane&amp;lang=sv">'
             "Remiss till ortopedisk klinik vid ländryggsbesvär</a>") in forms
-    assert len(re.findall(r"<li>", forms)) == len(CLINICIAN_FORMS)
+    # the forms the variant's pathway uses: the Danish standardised referral is not offered in Skåne
+    assert "referral-midtjylland" not in forms
+    assert len(re.findall(r"<li>", forms)) == len(CLINICIAN_FORMS) - 1
+
+
+@pytest.mark.parametrize("variant,absent", [("skane", "referral-midtjylland"), ("midtjylland", "orthopaedic-referral")])
+def test_each_variant_offers_the_clinician_forms_of_its_own_pathway(web, tokens, patient_id, variant, absent):
+    html = web.get(f"/patients/{patient_id}/pathway?variant={variant}", headers=_bearer(tokens["clinician"])
+                   ).get_data(as_text=True)
+    forms = re.search(r'id="clinician-forms">(.*?)</section>', html, re.S).group(1)
+    assert f"/forms/{absent}?" not in forms and "/forms/" in forms
+
+
+@pytest.mark.parametrize("variant", ["se", "skane", "midtjylland"])
+def test_the_patient_link_form_never_offers_a_clinician_form(web, tokens, patient_id, variant):
+    # a rule asking for the rehabilitation plan lists it among the clinician's forms, not as a patient link
+    html = web.get(f"/patients/{patient_id}/pathway?variant={variant}", headers=_bearer(tokens["clinician"])
+                   ).get_data(as_text=True)
+    offered = set(re.findall(r'name="questionnaire" value="([^"]+)"', html))
+    assert offered and not offered & set(CLINICIAN_FORMS), offered
 
 
 def test_no_patient_link_is_made_for_a_clinician_form(web_app, web, tokens, patient_id):
