@@ -163,8 +163,9 @@ class Links:
         anchor = self.anchors.get(rule_id, rule_id.lower())
         return f"{self.catalogue}#{anchor}"
 
-    def pathway(self, patient_id: str) -> str:
-        return f"{self.base}/patients/{patient_id}/pathway"
+    def pathway(self, patient_id: str, variant: str) -> str:
+        """The clinician's pathway page of the variant the card came from (not the server's default one)."""
+        return f"{self.base}/patients/{patient_id}/pathway?variant={variant}"
 
     def clinician_form(self, patient_id: str, canonical: str, variant: str) -> str:
         """The clinician's fill-in page of a form the clinician fills (referral template, discharge letter …)."""

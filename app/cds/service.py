@@ -199,7 +199,7 @@ def run(service: Service, body: Mapping[str, Any], caller: Any, links: Any) -> d
         rule_display=cds.rule_displays(kb, variant.language),
         rule_link=links.rule,
         questionnaire_link=lambda canonical: links.questionnaire(patient_id, canonical, variant.language, variant_code),
-        pathway_link=links.pathway(patient_id),
+        pathway_link=links.pathway(patient_id, variant_code),
         smart_link=links.smart(patient_id),
         contained=contained,
         plan_language=cds.plan_languages(kb, variant.pathway),

@@ -108,7 +108,7 @@ def test_missing_data_asks_for_the_questionnaire_and_never_reads_as_negative(cds
     assert created and created[0]["resourceType"] == "Task"
     assert created[0]["input"][0]["valueCanonical"].endswith("/Questionnaire/lbp-red-flags")
     links = [link["url"] for link in not_assessed["links"]]
-    assert any("/q/" in u for u in links) and any(u.endswith("/patients/unknown/pathway") for u in links)
+    assert any("/q/" in u for u in links) and any(u.endswith("/patients/unknown/pathway?variant=se") for u in links)
     screening = next(c for c in cards if c["source"]["topic"]["code"] == "YF4")
     assert screening["selectionBehavior"] == "at-most-one"
     assert "A4" in all_rules(screening)
@@ -233,3 +233,12 @@ def test_catalogue_is_html_with_the_anchors_cards_link_to(cds, cds_app):
         assert f'id="{anchor}"' in html, anchor
     raw = cds_app.test_client().get("/cds-catalogue?format=md")
     assert raw.mimetype == "text/markdown" and raw.get_data(as_text=True).startswith("# Rule catalogue")
+
+
+def test_the_pathway_link_opens_the_variant_the_card_came_from(cds):
+    # a Skåne card opens the Skåne pathway page, not the server's default (national) variant
+    for variant in ("skane", "midtjylland"):
+        cards = validate_response(cds.post(f"/cds-services/lbp-patient-view-{variant}",
+                                           hook_request("patient-view", "unknown")).get_json())
+        urls = [link["url"] for c in cards for link in c.get("links", []) if "/pathway" in link["url"]]
+        assert urls and all(u.endswith(f"/patients/unknown/pathway?variant={variant}") for u in urls), urls
