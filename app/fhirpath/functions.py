@@ -161,14 +161,36 @@ def _f_where(params: list[Any], compile: Compile) -> Fn:
     return fn
 
 
+# Results of projections that are a function of the item alone (`select(<expr of $this>)` over strings and
+# integers, e.g. a date's day number), shared by every evaluation: the same input gives the same output.
+_PURE_RESULTS: dict[tuple[str, type, Any], tuple[Any, ...]] = {}
+_PURE_LIMIT = 1 << 16
+_PURE_INPUTS = (str, int, bool)
+
+
 def _f_select(params: list[Any], compile: Compile) -> Fn:
     body = compile(params[0])
     indexed = _reads_index(params[0])
+    # reads nothing but the item: no variable, environment, $index or $total
+    pure = params[0].free <= {"focus", "this"}
+    key = params[0].key
 
     def fn(ctx: Ctx, focus: list[Any]) -> list[Any]:
         saved_this, saved_index = ctx.this, ctx.index
         out: list[Any] = []
         for i, item in enumerate(focus):
+            kind = type(item)
+            if pure and kind in _PURE_INPUTS:
+                shared = (key, kind, item)
+                hit = _PURE_RESULTS.get(shared)
+                if hit is None:
+                    this = ctx.this = [item]
+                    hit = tuple(body(ctx, this))  # an error is raised as before, and nothing is kept
+                    if len(_PURE_RESULTS) >= _PURE_LIMIT:
+                        _PURE_RESULTS.clear()
+                    _PURE_RESULTS[shared] = hit
+                out.extend(hit)
+                continue
             this = ctx.this = [item]
             if indexed:
                 ctx.index = [i]
