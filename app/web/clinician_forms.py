@@ -161,19 +161,28 @@ def _load(patient_id: str, questionnaire_id: str):
     return (questionnaire, patient, record), None, None
 
 
+def _open_form(patient_id: str, questionnaire_id: str, *, write: bool) -> tuple[tuple[Any, ...] | None, Any]:
+    """What the form's page and its submission both need: the access (scopes), the variant, the form, the patient
+    and the record, or the page that refuses (401/403/404) instead."""
+    try:
+        scopes = _authorise(write=write)
+        variant = _variant()
+    except NotAuthorized as err:
+        return None, _refuse(err)
+    loaded, *refused = _load(patient_id, questionnaire_id)
+    if loaded is None:
+        return None, tuple(refused)
+    return (scopes, variant, *loaded), None
+
+
 @bp.get("/patients/<patient_id>/forms/<questionnaire_id>")
 def clinician_form_page(patient_id: str, questionnaire_id: str):
     """The form, pre-filled from the record, for the clinician to check, complete and save."""
     _audit("read", "R", "Patient", patient_id)
-    try:
-        scopes = _authorise(write=False)
-        variant = _variant()
-    except NotAuthorized as err:
-        return _refuse(err)
-    loaded, *refused = _load(patient_id, questionnaire_id)
-    if loaded is None:
-        return tuple(refused)
-    questionnaire, patient, record = loaded
+    opened, refusal = _open_form(patient_id, questionnaire_id, write=False)
+    if opened is None:
+        return refusal
+    scopes, variant, questionnaire, patient, record = opened
     from app.auth import audit
     from app.reasoning.populate import populate
 
@@ -201,15 +210,10 @@ def clinician_form_page(patient_id: str, questionnaire_id: str):
 def clinician_form_submit(patient_id: str, questionnaire_id: str):
     """Saves the form as a QuestionnaireResponse by the clinician; 303 to what was stored, or the form again."""
     _audit("create", "C", "QuestionnaireResponse", patient_id)
-    try:
-        scopes = _authorise(write=True)
-        variant = _variant()
-    except NotAuthorized as err:
-        return _refuse(err)
-    loaded, *refused = _load(patient_id, questionnaire_id)
-    if loaded is None:
-        return tuple(refused)
-    questionnaire, patient, record = loaded
+    opened, refusal = _open_form(patient_id, questionnaire_id, write=True)
+    if opened is None:
+        return refusal
+    scopes, variant, questionnaire, patient, record = opened
     lang = _language(questionnaire, variant)
     ui = texts("ui", lang)
     clin = texts("clinician", lang)
