@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -268,6 +269,22 @@ def _count(path: Path) -> int:
         return 0
 
 
+def _local_poster(headers: dict[str, str], **config: Any) -> Any:
+    """POST to this machine's database through the application in process. The operator writes with a token of
+    its own, so the audit trail names it."""
+    app = _app(**config)
+    with app.app_context():
+        token = app.extensions["lbp"].auth.tokens.mint("lbp-cli (local operator)", "system/*.cruds", 3600)
+    headers["Authorization"] = f"Bearer {token}"
+    client = app.test_client()
+
+    def post(body: bytes) -> tuple[int, bytes]:
+        r = client.post("/fhir", data=body, headers=headers)
+        return r.status_code, r.data
+
+    return post
+
+
 def cmd_load(args: argparse.Namespace) -> int:
     files = _bundle_files(args.paths)
     headers = {"Content-Type": "application/fhir+json"}
@@ -290,16 +307,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         config = {"LOAD_ARTIFACTS": False}
         if args.no_validate:
             config["VALIDATE_WRITES"] = False
-        app = _app(**config)
-        # The operator on this machine writes with a token of its own, so the audit trail names it.
-        with app.app_context():
-            token = app.extensions["lbp"].auth.tokens.mint("lbp-cli (local operator)", "system/*.cruds", 3600)
-        headers["Authorization"] = f"Bearer {token}"
-        client = app.test_client()
-
-        def post(body: bytes):
-            r = client.post("/fhir", data=body, headers=headers)
-            return r.status_code, r.data
+        post = _local_poster(headers, **config)
 
     started = time.perf_counter()
     progress = Progress(len(files), 0 if args.quiet else sum(_count(p) for p in files), args.quiet)
@@ -524,15 +532,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             r = session.post(args.url.rstrip("/"), data=body, headers=headers, timeout=600)
             return r.status_code, r.content
     else:
-        app = _app()
-        with app.app_context():
-            token = app.extensions["lbp"].auth.tokens.mint("lbp-cli (local operator)", "system/*.cruds", 3600)
-        headers["Authorization"] = f"Bearer {token}"
-        client = app.test_client()
-
-        def post(body: bytes):
-            r = client.post("/fhir", data=body, headers=headers)
-            return r.status_code, r.data
+        post = _local_poster(headers)
 
     for bundle in bundles:
         status, content = post(orjson.dumps(bundle))

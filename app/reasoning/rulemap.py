@@ -16,6 +16,7 @@ from typing import Any
 
 from app.reasoning.features import needed_features
 from app.reasoning.knowledge import Artifact, KnowledgeBase
+from app.reasoning.walk import rule_codes
 
 RULES_SYSTEM = "https://lbp-pathway.org/fhir/CodeSystem/lbp-rules"
 SERVES_RULE = "https://lbp-pathway.org/fhir/StructureDefinition/serves-rule"
@@ -37,17 +38,6 @@ class RuleCondition:
         return ".condition[" in self.path
 
 
-def _rules_of(action: Mapping[str, Any], system: str) -> list[str]:
-    return list(
-        dict.fromkeys(
-            c["code"]
-            for cc in action.get("code", []) or []
-            for c in cc.get("coding", []) or []
-            if c.get("system") == system and c.get("code")
-        )
-    )
-
-
 def _actions(
     plan: Artifact, system: str
 ) -> Iterator[tuple[str, Mapping[str, Any], list[str]]]:
@@ -56,7 +46,7 @@ def _actions(
     def visit(actions: list[Mapping[str, Any]], where: str, inherited: list[str]) -> Iterator[Any]:
         for i, action in enumerate(actions or []):
             path = f"{where}[{i}]"
-            rules = _rules_of(action, system) or inherited
+            rules = rule_codes(action, system) or inherited
             yield path, action, rules
             yield from visit(action.get("action", []) or [], f"{path}.action", rules)
 
